@@ -1,0 +1,117 @@
+/*
+ * SEV-SNP Reverse Map Table (RMP) model
+ *
+ * A hardware-agnostic model of the RMP: one entry per 4K page of system
+ * RAM, grouped in 2M regions that are either one 2M entry or 512 4K
+ * entries.  It knows the RMPUPDATE and PSMASH rules and nothing about QOM,
+ * migration or the IOMMU, so it can be unit-tested on its own.
+ *
+ * Storage is sparse: a region in one of the two fresh states (512
+ * hypervisor-owned 4K entries, or one hypervisor-owned 2M entry) costs one
+ * 32-bit slot; only regions that hold other attributes own a record.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_I386_SNP_RMP_TABLE_H
+#define HW_I386_SNP_RMP_TABLE_H
+
+#define SNP_RMP_PAGE_SHIFT_4K   12
+#define SNP_RMP_PAGE_SHIFT_2M   21
+#define SNP_RMP_PAGE_SIZE_4K    (1ULL << SNP_RMP_PAGE_SHIFT_4K)
+#define SNP_RMP_PAGE_SIZE_2M    (1ULL << SNP_RMP_PAGE_SHIFT_2M)
+#define SNP_RMP_PAGES_PER_2M    (SNP_RMP_PAGE_SIZE_2M / SNP_RMP_PAGE_SIZE_4K)
+
+typedef enum SnpRmpSize {
+    SNP_RMP_SIZE_4K,
+    SNP_RMP_SIZE_2M,
+} SnpRmpSize;
+
+/* The attributes of one RMP entry. */
+typedef struct SnpRmpAttrs {
+    uint64_t gpa;           /* guest physical address, 4K aligned */
+    uint32_t asid;
+    bool assigned;
+    bool validated;
+    bool immutable;
+} SnpRmpAttrs;
+
+/* What the RMP says of one 4K page of RAM. */
+typedef struct SnpRmpPage {
+    SnpRmpSize size;        /* size of the entry that covers the page */
+    SnpRmpAttrs attrs;      /* gpa is the page's own GPA */
+} SnpRmpPage;
+
+/* A range of system RAM, in SPA. */
+typedef struct SnpRmpRange {
+    uint64_t start;
+    uint64_t size;
+} SnpRmpRange;
+
+typedef enum SnpRmpStatus {
+    SNP_RMP_OK,
+    SNP_RMP_ERR_UNALIGNED,      /* SPA or GPA not aligned to the page size */
+    SNP_RMP_ERR_NOT_RAM,        /* SPA (or part of its 2M) is not RAM */
+    SNP_RMP_ERR_IS_2M,          /* 4K update inside a 2M entry */
+    SNP_RMP_ERR_NOT_2M,         /* PSMASH of a region of 4K entries */
+    SNP_RMP_ERR_OVERLAP,        /* 2M assign over an assigned 4K entry */
+    SNP_RMP_ERR_IMMUTABLE,      /* the entry is immutable */
+} SnpRmpStatus;
+
+typedef struct SnpRmpTable SnpRmpTable;
+
+/*
+ * Create the RMP of a machine whose RAM is @ram (@n ranges, sorted, not
+ * overlapping), in the state a freshly initialised SNP host has it: every
+ * entry hypervisor-owned, 4K.
+ */
+SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n);
+void snp_rmp_table_free(SnpRmpTable *t);
+
+/* Back to the freshly initialised state. */
+void snp_rmp_table_reset(SnpRmpTable *t);
+
+bool snp_rmp_table_is_ram(const SnpRmpTable *t, uint64_t spa);
+
+/* The end of the highest RAM range: SPAs at or above it are not RAM. */
+uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t);
+
+/*
+ * RMPUPDATE.  A 2M update sets all 512 entries (the GPA advances by 4K per
+ * entry) and makes the region one 2M entry; a 2M update with assigned set
+ * fails over a region holding an assigned 4K entry.  A 4K update fails in
+ * a region that is one 2M entry.  On error nothing changes.
+ */
+SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
+                                  SnpRmpSize size, const SnpRmpAttrs *attrs);
+
+/* PSMASH: the 2M entry at @spa becomes 512 4K entries, same attributes. */
+SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa);
+
+/*
+ * The RMP view of the 4K page at @spa.  Returns false if @spa is not RAM.
+ * Fast: two array lookups, no allocation.
+ */
+bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
+                          SnpRmpPage *page);
+
+/* Bytes the model allocates (table, records), for the memory benchmark. */
+size_t snp_rmp_table_memory(const SnpRmpTable *t);
+
+/* Regions currently held as 4K entries / as one 2M entry. */
+void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
+                         uint64_t *regions_2m);
+
+const char *snp_rmp_status_str(SnpRmpStatus status);
+
+/*
+ * Walk the regions that differ from the fresh state (for migration):
+ * @fn is called once per 4K page whose entry is not the fresh one, or
+ * once per 2M entry (with the 2M entry's attributes).
+ */
+typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,
+                                void *opaque);
+void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
+                                   SnpRmpTableVisitFn *fn, void *opaque);
+
+#endif

@@ -1,0 +1,422 @@
+/*
+ * Unit tests of the SEV-SNP RMP model
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "hw/i386/snp-rmp-table.h"
+
+#define MiB (1ULL << 20)
+#define K4 SNP_RMP_PAGE_SIZE_4K
+#define M2 SNP_RMP_PAGE_SIZE_2M
+
+/* RAM with a hole and a last region that is only half RAM */
+static const SnpRmpRange test_ram[] = {
+    { 0, 6 * MiB },
+    { 8 * MiB, 5 * MiB },
+};
+#define RAM_TOP (13 * MiB)
+#define N_PAGES (RAM_TOP / K4)
+#define N_REGIONS DIV_ROUND_UP(RAM_TOP, M2)
+
+static SnpRmpTable *new_table(void)
+{
+    return snp_rmp_table_new(test_ram, G_N_ELEMENTS(test_ram));
+}
+
+static SnpRmpAttrs attrs(bool assigned, uint32_t asid, uint64_t gpa)
+{
+    return (SnpRmpAttrs) { .assigned = assigned, .asid = asid, .gpa = gpa };
+}
+
+static SnpRmpPage page_at(SnpRmpTable *t, uint64_t spa)
+{
+    SnpRmpPage p;
+
+    g_assert_true(snp_rmp_table_lookup(t, spa, &p));
+    return p;
+}
+
+static void test_fresh(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpPage p;
+    uint64_t n4k, n2m;
+
+    for (uint64_t spa = 0; spa < RAM_TOP; spa += K4) {
+        bool ram = spa < 6 * MiB || spa >= 8 * MiB;
+
+        g_assert_cmpint(snp_rmp_table_lookup(t, spa, &p), ==, ram);
+        if (ram) {
+            g_assert_cmpint(p.size, ==, SNP_RMP_SIZE_4K);
+            g_assert_false(p.attrs.assigned);
+            g_assert_cmpuint(p.attrs.asid, ==, 0);
+            g_assert_cmpuint(p.attrs.gpa, ==, 0);
+        }
+    }
+    g_assert_false(snp_rmp_table_lookup(t, RAM_TOP, &p));
+    g_assert_false(snp_rmp_table_lookup(t, 1ULL << 40, &p));
+    g_assert_cmpuint(snp_rmp_table_ram_top(t), ==, RAM_TOP);
+    snp_rmp_table_count(t, &n4k, &n2m);
+    g_assert_cmpuint(n4k, ==, 6);   /* 3 + 3 regions, the hole excluded */
+    g_assert_cmpuint(n2m, ==, 0);
+    snp_rmp_table_free(t);
+}
+
+static void test_update_2m(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs a = attrs(true, 5, 0x40000000);
+    SnpRmpPage p;
+
+    g_assert_cmpint(snp_rmp_table_update(t, 2 * MiB, SNP_RMP_SIZE_2M, &a), ==,
+                    SNP_RMP_OK);
+    for (unsigned i = 0; i < SNP_RMP_PAGES_PER_2M; i++) {
+        p = page_at(t, 2 * MiB + i * K4);
+        g_assert_cmpint(p.size, ==, SNP_RMP_SIZE_2M);
+        g_assert_true(p.attrs.assigned);
+        g_assert_cmpuint(p.attrs.asid, ==, 5);
+        g_assert_cmpuint(p.attrs.gpa, ==, 0x40000000 + i * K4);
+    }
+    /* neighbours untouched */
+    g_assert_cmpint(page_at(t, 2 * MiB - K4).size, ==, SNP_RMP_SIZE_4K);
+    g_assert_cmpint(page_at(t, 4 * MiB).size, ==, SNP_RMP_SIZE_4K);
+
+    /* errors, each leaving the RMP as it was */
+    g_assert_cmpint(snp_rmp_table_update(t, 2 * MiB + K4, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_ERR_UNALIGNED);
+    a.gpa = 0x40001000;
+    g_assert_cmpint(snp_rmp_table_update(t, 0, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_ERR_UNALIGNED);
+    a.gpa = 0;
+    g_assert_cmpint(snp_rmp_table_update(t, 6 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_ERR_NOT_RAM);
+    g_assert_cmpint(snp_rmp_table_update(t, 12 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_ERR_NOT_RAM);
+    g_assert_cmpint(snp_rmp_table_update(t, 64 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_ERR_NOT_RAM);
+    g_assert_cmpuint(page_at(t, 2 * MiB).attrs.gpa, ==, 0x40000000);
+    snp_rmp_table_free(t);
+}
+
+static void test_update_4k(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs a = attrs(true, 1, 0x1000);
+    SnpRmpAttrs h = attrs(false, 0, 0);
+
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB + K4, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_true(page_at(t, 8 * MiB + K4).attrs.assigned);
+    g_assert_false(page_at(t, 8 * MiB).attrs.assigned);
+    /* the half-RAM region takes 4K updates below the RAM end only */
+    g_assert_cmpint(snp_rmp_table_update(t, 13 * MiB - K4, SNP_RMP_SIZE_4K,
+                                         &a), ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(t, 13 * MiB, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_ERR_NOT_RAM);
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB + 1, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_ERR_UNALIGNED);
+    a.gpa = 0x1001;
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_ERR_UNALIGNED);
+
+    /* a 4K update inside a 2M entry: psmash first */
+    g_assert_cmpint(snp_rmp_table_update(t, 0, SNP_RMP_SIZE_2M, &h), ==,
+                    SNP_RMP_OK);
+    a.gpa = 0;
+    g_assert_cmpint(snp_rmp_table_update(t, K4, SNP_RMP_SIZE_4K, &a), ==,
+                    SNP_RMP_ERR_IS_2M);
+    g_assert_cmpint(page_at(t, K4).size, ==, SNP_RMP_SIZE_2M);
+    g_assert_false(page_at(t, K4).attrs.assigned);
+    snp_rmp_table_free(t);
+}
+
+static void test_overlap_and_reclaim(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs a = attrs(true, 1, 0);
+    SnpRmpAttrs h = attrs(false, 0, 0);
+
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB + 5 * K4, SNP_RMP_SIZE_4K,
+                                         &a), ==, SNP_RMP_OK);
+    /* RMPUPDATE: a 2M assign over an assigned 4K entry fails */
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_ERR_OVERLAP);
+    g_assert_cmpint(page_at(t, 8 * MiB).size, ==, SNP_RMP_SIZE_4K);
+    g_assert_true(page_at(t, 8 * MiB + 5 * K4).attrs.assigned);
+    /* the hypervisor reclaims the whole 2M: allowed over 4K entries */
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB, SNP_RMP_SIZE_2M, &h),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(page_at(t, 8 * MiB + 5 * K4).size, ==, SNP_RMP_SIZE_2M);
+    g_assert_false(page_at(t, 8 * MiB + 5 * K4).attrs.assigned);
+    /* and now a 2M assign works */
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_OK);
+    /* a 2M assign over a 2M entry replaces it */
+    a.asid = 7;
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpuint(page_at(t, 9 * MiB).attrs.asid, ==, 7);
+    snp_rmp_table_free(t);
+}
+
+static void test_psmash(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs a = attrs(true, 3, 0x200000);
+    SnpRmpPage p;
+
+    g_assert_cmpint(snp_rmp_table_psmash(t, 2 * MiB), ==, SNP_RMP_ERR_NOT_2M);
+    g_assert_cmpint(snp_rmp_table_psmash(t, 2 * MiB + K4), ==,
+                    SNP_RMP_ERR_UNALIGNED);
+    g_assert_cmpint(snp_rmp_table_psmash(t, 6 * MiB), ==, SNP_RMP_ERR_NOT_RAM);
+    a.validated = true;
+    g_assert_cmpint(snp_rmp_table_update(t, 2 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_psmash(t, 2 * MiB), ==, SNP_RMP_OK);
+    for (unsigned i = 0; i < SNP_RMP_PAGES_PER_2M; i++) {
+        p = page_at(t, 2 * MiB + i * K4);
+        g_assert_cmpint(p.size, ==, SNP_RMP_SIZE_4K);
+        g_assert_true(p.attrs.assigned && p.attrs.validated);
+        g_assert_cmpuint(p.attrs.asid, ==, 3);
+        g_assert_cmpuint(p.attrs.gpa, ==, 0x200000 + i * K4);
+    }
+    /* now 4K updates work: share one page */
+    a = attrs(false, 0, 0);
+    g_assert_cmpint(snp_rmp_table_update(t, 3 * MiB, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_false(page_at(t, 3 * MiB).attrs.assigned);
+    g_assert_true(page_at(t, 3 * MiB + K4).attrs.assigned);
+    snp_rmp_table_free(t);
+}
+
+static void test_immutable(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs a = attrs(true, 0, 0);
+    SnpRmpAttrs h = attrs(false, 0, 0);
+
+    a.immutable = true;
+    g_assert_cmpint(snp_rmp_table_update(t, 4 * MiB, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(t, 4 * MiB, SNP_RMP_SIZE_4K, &h),
+                    ==, SNP_RMP_ERR_IMMUTABLE);
+    g_assert_cmpint(snp_rmp_table_update(t, 4 * MiB, SNP_RMP_SIZE_2M, &h),
+                    ==, SNP_RMP_ERR_IMMUTABLE);
+    g_assert_true(page_at(t, 4 * MiB).attrs.immutable);
+    snp_rmp_table_reset(t);
+    g_assert_false(page_at(t, 4 * MiB).attrs.immutable);
+    snp_rmp_table_free(t);
+}
+
+static void test_memory(void)
+{
+    /* 1 GiB of RAM */
+    SnpRmpRange gib = { 0, 1ULL << 30 };
+    SnpRmpTable *t = snp_rmp_table_new(&gib, 1);
+    SnpRmpAttrs a = attrs(true, 1, 0);
+    size_t fresh = snp_rmp_table_memory(t);
+
+    g_assert_cmpuint(fresh, <, 4096);
+    for (uint64_t spa = 0; spa < gib.size; spa += M2) {
+        g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_2M, &a),
+                        ==, SNP_RMP_OK);
+    }
+    g_assert_cmpuint(snp_rmp_table_memory(t), <, 64 * 1024);
+    for (uint64_t spa = 0; spa < gib.size; spa += M2) {
+        g_assert_cmpint(snp_rmp_table_psmash(t, spa), ==, SNP_RMP_OK);
+    }
+    g_assert_cmpuint(snp_rmp_table_memory(t), >, 512 * 512 * sizeof(a));
+    snp_rmp_table_reset(t);
+    g_assert_cmpuint(snp_rmp_table_memory(t), ==, fresh);
+    snp_rmp_table_free(t);
+}
+
+/* A plain reference: every 4K entry stored, plus a 2M flag per region. */
+typedef struct RefRmp {
+    SnpRmpAttrs e[N_PAGES];
+    bool is_2m[N_REGIONS];
+} RefRmp;
+
+static bool ref_range_ram(uint64_t spa, uint64_t len)
+{
+    for (unsigned i = 0; i < G_N_ELEMENTS(test_ram); i++) {
+        if (spa >= test_ram[i].start &&
+            spa + len <= test_ram[i].start + test_ram[i].size) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static SnpRmpStatus ref_update(RefRmp *r, uint64_t spa, SnpRmpSize size,
+                               const SnpRmpAttrs *a)
+{
+    uint64_t len = size == SNP_RMP_SIZE_2M ? M2 : K4;
+    uint64_t first = spa / K4;
+
+    if (spa % len || a->gpa % len) {
+        return SNP_RMP_ERR_UNALIGNED;
+    }
+    if (!ref_range_ram(spa, len)) {
+        return SNP_RMP_ERR_NOT_RAM;
+    }
+    if (size == SNP_RMP_SIZE_4K) {
+        if (r->is_2m[spa / M2]) {
+            return SNP_RMP_ERR_IS_2M;
+        }
+        if (r->e[first].immutable) {
+            return SNP_RMP_ERR_IMMUTABLE;
+        }
+        r->e[first] = *a;
+        return SNP_RMP_OK;
+    }
+    for (unsigned i = 0; i < 512; i++) {
+        if (r->e[first + i].immutable) {
+            return SNP_RMP_ERR_IMMUTABLE;
+        }
+    }
+    for (unsigned i = 0; i < 512; i++) {
+        if (a->assigned && !r->is_2m[spa / M2] && r->e[first + i].assigned) {
+            return SNP_RMP_ERR_OVERLAP;
+        }
+    }
+    for (unsigned i = 0; i < 512; i++) {
+        r->e[first + i] = *a;
+        r->e[first + i].gpa = a->gpa + i * K4;
+    }
+    r->is_2m[spa / M2] = true;
+    return SNP_RMP_OK;
+}
+
+static SnpRmpStatus ref_psmash(RefRmp *r, uint64_t spa)
+{
+    if (spa % M2) {
+        return SNP_RMP_ERR_UNALIGNED;
+    }
+    if (!ref_range_ram(spa, M2)) {
+        return SNP_RMP_ERR_NOT_RAM;
+    }
+    if (!r->is_2m[spa / M2]) {
+        return SNP_RMP_ERR_NOT_2M;
+    }
+    r->is_2m[spa / M2] = false;
+    return SNP_RMP_OK;
+}
+
+static void ref_compare(RefRmp *r, SnpRmpTable *t, uint64_t spa)
+{
+    SnpRmpPage p;
+    bool ram = ref_range_ram(spa, K4);
+
+    g_assert_cmpint(snp_rmp_table_lookup(t, spa, &p), ==, ram);
+    if (ram) {
+        SnpRmpAttrs *e = &r->e[spa / K4];
+
+        g_assert_cmpint(p.size, ==,
+                        r->is_2m[spa / M2] ? SNP_RMP_SIZE_2M : SNP_RMP_SIZE_4K);
+        g_assert_cmpint(p.attrs.assigned, ==, e->assigned);
+        g_assert_cmpint(p.attrs.validated, ==, e->validated);
+        g_assert_cmpint(p.attrs.immutable, ==, e->immutable);
+        g_assert_cmpuint(p.attrs.asid, ==, e->asid);
+        g_assert_cmpuint(p.attrs.gpa, ==, e->gpa);
+    }
+}
+
+static void test_random_vs_reference(void)
+{
+    g_autofree RefRmp *ref = g_new0(RefRmp, 1);
+    SnpRmpTable *t = new_table();
+    GRand *rnd = g_rand_new_with_seed(0x5eed);
+
+    for (unsigned step = 0; step < 40000; step++) {
+        uint64_t spa = g_rand_int_range(rnd, 0, RAM_TOP / K4 + 16) * K4;
+        unsigned op = g_rand_int_range(rnd, 0, 10);
+        SnpRmpAttrs a = {
+            .assigned = g_rand_boolean(rnd),
+            .asid = g_rand_int_range(rnd, 0, 3),
+            .validated = g_rand_boolean(rnd),
+            /* rare, or the whole RMP freezes */
+            .immutable = g_rand_int_range(rnd, 0, 200) == 0,
+        };
+
+        if (g_rand_int_range(rnd, 0, 3)) {
+            a = (SnpRmpAttrs) { 0 };    /* mostly: hypervisor reclaims */
+            a.assigned = g_rand_boolean(rnd);
+        }
+        if (op < 4) {
+            spa &= ~(M2 - 1);
+            if (!g_rand_int_range(rnd, 0, 20)) {
+                spa += K4;
+            }
+            a.gpa = g_rand_int_range(rnd, 0, 8) * M2;
+            g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_2M, &a),
+                            ==, ref_update(ref, spa, SNP_RMP_SIZE_2M, &a));
+        } else if (op < 8) {
+            a.gpa = g_rand_int_range(rnd, 0, 1024) * K4;
+            g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_4K, &a),
+                            ==, ref_update(ref, spa, SNP_RMP_SIZE_4K, &a));
+        } else {
+            spa &= ~(M2 - 1);
+            g_assert_cmpint(snp_rmp_table_psmash(t, spa), ==,
+                            ref_psmash(ref, spa));
+        }
+        ref_compare(ref, t, spa & ~(K4 - 1));
+        if (step % 500 == 0) {
+            for (uint64_t s = 0; s < RAM_TOP + M2; s += K4) {
+                ref_compare(ref, t, s);
+            }
+        }
+        if (step % 10000 == 9999) {
+            snp_rmp_table_reset(t);
+            memset(ref, 0, sizeof(*ref));
+        }
+    }
+    g_rand_free(rnd);
+    snp_rmp_table_free(t);
+}
+
+static void count_changed(uint64_t spa, const SnpRmpPage *page, void *opaque)
+{
+    GArray *seen = opaque;
+
+    g_array_append_val(seen, spa);
+    g_assert_true(page->size == SNP_RMP_SIZE_2M || page->attrs.assigned ||
+                  page->attrs.gpa || page->attrs.asid);
+}
+
+static void test_foreach_changed(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs a = attrs(true, 1, 0);
+    SnpRmpAttrs h = attrs(false, 0, 0);
+    g_autoptr(GArray) seen = g_array_new(false, false, sizeof(uint64_t));
+
+    snp_rmp_table_update(t, 0, SNP_RMP_SIZE_2M, &h);
+    snp_rmp_table_update(t, 2 * MiB, SNP_RMP_SIZE_2M, &a);
+    snp_rmp_table_update(t, 8 * MiB + K4, SNP_RMP_SIZE_4K, &a);
+    snp_rmp_table_foreach_changed(t, count_changed, seen);
+    g_assert_cmpuint(seen->len, ==, 3);
+    g_assert_cmpuint(g_array_index(seen, uint64_t, 0), ==, 0);
+    g_assert_cmpuint(g_array_index(seen, uint64_t, 1), ==, 2 * MiB);
+    g_assert_cmpuint(g_array_index(seen, uint64_t, 2), ==, 8 * MiB + K4);
+    snp_rmp_table_free(t);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/snp-rmp-table/fresh", test_fresh);
+    g_test_add_func("/snp-rmp-table/update-2m", test_update_2m);
+    g_test_add_func("/snp-rmp-table/update-4k", test_update_4k);
+    g_test_add_func("/snp-rmp-table/overlap-and-reclaim",
+                    test_overlap_and_reclaim);
+    g_test_add_func("/snp-rmp-table/psmash", test_psmash);
+    g_test_add_func("/snp-rmp-table/immutable", test_immutable);
+    g_test_add_func("/snp-rmp-table/memory", test_memory);
+    g_test_add_func("/snp-rmp-table/foreach-changed", test_foreach_changed);
+    g_test_add_func("/snp-rmp-table/random-vs-reference",
+                    test_random_vs_reference);
+    return g_test_run();
+}
