@@ -52,7 +52,7 @@ SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         top = MAX(top, ram[i].start + ram[i].size);
     }
-    t->n_regions = DIV_ROUND_UP(top, SNP_RMP_PAGE_SIZE_2M);
+    t->n_regions = DIV_ROUND_UP(top, SNP_RMP_BYTES_2M);
     t->slots = g_new0(uint32_t, t->n_regions);
     return t;
 }
@@ -183,7 +183,7 @@ static void region_canonicalize(SnpRmpTable *t, uint64_t region)
 bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
                           SnpRmpPage *page)
 {
-    uint64_t region = spa >> SNP_RMP_PAGE_SHIFT_2M;
+    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
     SnpRmpRecord *r;
 
     if (region >= t->n_regions || !snp_rmp_table_is_ram(t, spa)) {
@@ -195,16 +195,16 @@ bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
         page->size = SNP_RMP_SIZE_4K;
         if (t->slots[region] == SLOT_FRESH_2M) {
             page->size = SNP_RMP_SIZE_2M;
-            page->attrs.gpa = spa & (SNP_RMP_PAGE_SIZE_2M -
-                                     SNP_RMP_PAGE_SIZE_4K);
+            page->attrs.gpa = spa & (SNP_RMP_BYTES_2M -
+                                     SNP_RMP_BYTES_4K);
         }
     } else if (r->is_2m) {
         page->size = SNP_RMP_SIZE_2M;
         page->attrs = r->e[0];
-        page->attrs.gpa += spa & (SNP_RMP_PAGE_SIZE_2M - SNP_RMP_PAGE_SIZE_4K);
+        page->attrs.gpa += spa & (SNP_RMP_BYTES_2M - SNP_RMP_BYTES_4K);
     } else {
         page->size = SNP_RMP_SIZE_4K;
-        page->attrs = r->e[(spa >> SNP_RMP_PAGE_SHIFT_4K) %
+        page->attrs = r->e[(spa >> SNP_RMP_SHIFT_4K) %
                            SNP_RMP_PAGES_PER_2M];
     }
     return true;
@@ -213,13 +213,13 @@ bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
 static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
                               const SnpRmpAttrs *attrs)
 {
-    uint64_t region = spa >> SNP_RMP_PAGE_SHIFT_2M;
+    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
     SnpRmpRecord *r;
 
-    if ((spa | attrs->gpa) & (SNP_RMP_PAGE_SIZE_2M - 1)) {
+    if ((spa | attrs->gpa) & (SNP_RMP_BYTES_2M - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    if (!range_is_ram(t, spa, SNP_RMP_PAGE_SIZE_2M)) {
+    if (!range_is_ram(t, spa, SNP_RMP_BYTES_2M)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
     r = region_record(t, region);
@@ -250,14 +250,14 @@ static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
 static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
                               const SnpRmpAttrs *attrs)
 {
-    uint64_t region = spa >> SNP_RMP_PAGE_SHIFT_2M;
+    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
     SnpRmpRecord *r;
     SnpRmpAttrs *e;
 
-    if ((spa | attrs->gpa) & (SNP_RMP_PAGE_SIZE_4K - 1)) {
+    if ((spa | attrs->gpa) & (SNP_RMP_BYTES_4K - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    if (!range_is_ram(t, spa, SNP_RMP_PAGE_SIZE_4K)) {
+    if (!range_is_ram(t, spa, SNP_RMP_BYTES_4K)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
     if (region_is_2m(t, region)) {
@@ -270,7 +270,7 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
         }
         r = record_alloc(t, region, false);
     }
-    e = &r->e[(spa >> SNP_RMP_PAGE_SHIFT_4K) % SNP_RMP_PAGES_PER_2M];
+    e = &r->e[(spa >> SNP_RMP_SHIFT_4K) % SNP_RMP_PAGES_PER_2M];
     if (e->immutable) {
         return SNP_RMP_ERR_IMMUTABLE;
     }
@@ -288,14 +288,14 @@ SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
 
 SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
 {
-    uint64_t region = spa >> SNP_RMP_PAGE_SHIFT_2M;
+    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
     SnpRmpRecord *r2m, *r4k;
     SnpRmpAttrs attrs;
 
-    if (spa & (SNP_RMP_PAGE_SIZE_2M - 1)) {
+    if (spa & (SNP_RMP_BYTES_2M - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    if (!range_is_ram(t, spa, SNP_RMP_PAGE_SIZE_2M)) {
+    if (!range_is_ram(t, spa, SNP_RMP_BYTES_2M)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
     if (!region_is_2m(t, region)) {
@@ -311,7 +311,7 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
     r4k = record_alloc(t, region, false);
     for (unsigned i = 0; i < SNP_RMP_PAGES_PER_2M; i++) {
         r4k->e[i] = attrs;
-        r4k->e[i].gpa = attrs.gpa + i * SNP_RMP_PAGE_SIZE_4K;
+        r4k->e[i].gpa = attrs.gpa + i * SNP_RMP_BYTES_4K;
     }
     return SNP_RMP_OK;
 }
@@ -329,7 +329,7 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
 {
     *regions_4k = *regions_2m = 0;
     for (uint64_t i = 0; i < t->n_regions; i++) {
-        if (!range_is_ram(t, i << SNP_RMP_PAGE_SHIFT_2M, 1)) {
+        if (!range_is_ram(t, i << SNP_RMP_SHIFT_2M, 1)) {
             continue;
         }
         if (region_is_2m(t, i)) {
@@ -344,7 +344,7 @@ void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
                                    SnpRmpTableVisitFn *fn, void *opaque)
 {
     for (uint64_t i = 0; i < t->n_regions; i++) {
-        uint64_t base = i << SNP_RMP_PAGE_SHIFT_2M;
+        uint64_t base = i << SNP_RMP_SHIFT_2M;
         SnpRmpRecord *r = region_record(t, i);
         SnpRmpPage page;
 
@@ -366,7 +366,7 @@ void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
         for (unsigned j = 0; j < SNP_RMP_PAGES_PER_2M; j++) {
             if (!attrs_fresh(&r->e[j])) {
                 page.attrs = r->e[j];
-                fn(base + j * SNP_RMP_PAGE_SIZE_4K, &page, opaque);
+                fn(base + j * SNP_RMP_BYTES_4K, &page, opaque);
             }
         }
     }

@@ -20,12 +20,12 @@ int main(void)
     gint64 t0;
 
     fresh = snp_rmp_table_memory(t);
-    for (uint64_t spa = 0; spa < ram.size; spa += SNP_RMP_PAGE_SIZE_2M) {
+    for (uint64_t spa = 0; spa < ram.size; spa += SNP_RMP_BYTES_2M) {
         a.gpa = spa;
         snp_rmp_table_update(t, spa, SNP_RMP_SIZE_2M, &a);
     }
     all_2m = snp_rmp_table_memory(t);
-    for (uint64_t spa = 0; spa < ram.size; spa += SNP_RMP_PAGE_SIZE_2M) {
+    for (uint64_t spa = 0; spa < ram.size; spa += SNP_RMP_BYTES_2M) {
         snp_rmp_table_psmash(t, spa);
     }
     smashed = snp_rmp_table_memory(t);

@@ -8,8 +8,8 @@
 #include "hw/i386/snp-rmp-check.h"
 
 #define MiB (1ULL << 20)
-#define K4 SNP_RMP_PAGE_SIZE_4K
-#define M2 SNP_RMP_PAGE_SIZE_2M
+#define K4 SNP_RMP_BYTES_4K
+#define M2 SNP_RMP_BYTES_2M
 
 static SnpRmpTable *t;
 

@@ -32,14 +32,14 @@ typedef enum SnpRmpCheckResult {
  */
 static inline SnpRmpSize snp_rmp_check_size(uint64_t io_page_size)
 {
-    return io_page_size >= SNP_RMP_PAGE_SIZE_2M ? SNP_RMP_SIZE_2M
+    return io_page_size >= SNP_RMP_BYTES_2M ? SNP_RMP_SIZE_2M
                                                 : SNP_RMP_SIZE_4K;
 }
 
 static inline uint64_t snp_rmp_size_bytes(SnpRmpSize size)
 {
-    return size == SNP_RMP_SIZE_2M ? SNP_RMP_PAGE_SIZE_2M
-                                   : SNP_RMP_PAGE_SIZE_4K;
+    return size == SNP_RMP_SIZE_2M ? SNP_RMP_BYTES_2M
+                                   : SNP_RMP_BYTES_4K;
 }
 
 /*

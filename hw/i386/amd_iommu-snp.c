@@ -1,0 +1,263 @@
+/*
+ * SNP mode of the emulated AMD IOMMU (amd-iommu,snp=on)
+ *
+ * The rules themselves live in snp-rmp-check.c; this file connects them
+ * to the device: which RMP, which devices are bound to a guest, the
+ * RMP_PAGE_FAULT event layout, the QMP event and the QMP bind commands.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-snp.h"
+#include "qapi/qapi-events-snp.h"
+#include "hw/pci/pci.h"
+#include "hw/pci/pci_bus.h"
+#include "hw/i386/snp-rmp-check.h"
+#include "amd_iommu.h"
+#include "trace.h"
+
+bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
+{
+    if (!snp->enabled) {
+        if (snp->rmp) {
+            error_setg(errp, "amd-iommu: 'rmp' needs snp=on");
+            return false;
+        }
+        return true;
+    }
+    if (!s->dma_remap) {
+        error_setg(errp, "amd-iommu: snp=on needs dma-remap=on "
+                   "(SNP checks every DMA after translation)");
+        return false;
+    }
+    if (!snp->rmp) {
+        SnpRmp *rmp = snp_rmp_find(NULL, errp);
+
+        if (!rmp) {
+            error_prepend(errp, "amd-iommu: snp=on: ");
+            return false;
+        }
+        object_property_set_link(OBJECT(s), "rmp", OBJECT(rmp), &error_abort);
+    }
+    snp->table = snp_rmp_get_table(snp->rmp);
+    snp->bindings = g_array_new(false, false, sizeof(AMDVISnpBinding));
+    return true;
+}
+
+void amdvi_snp_reset(AMDVISnp *snp)
+{
+    /* Bindings are the hypervisor's (QMP) business: a reset keeps them */
+}
+
+static uint32_t amdvi_snp_bound_asid(AMDVISnp *snp, PCIBus *bus,
+                                     uint8_t devfn)
+{
+    for (guint i = 0; i < snp->bindings->len; i++) {
+        AMDVISnpBinding *b = &g_array_index(snp->bindings,
+                                            AMDVISnpBinding, i);
+
+        if (pci_get_bus(b->dev) == bus && b->dev->devfn == devfn) {
+            return b->asid;
+        }
+    }
+    return SNP_RMP_ASID_NONE;
+}
+
+static SnpRmpFaultReason reason_to_qapi(SnpRmpCheckResult r)
+{
+    switch (r) {
+    case SNP_RMP_CHECK_PAGE_SIZE_MISMATCH:
+        return SNP_RMP_FAULT_REASON_PAGE_SIZE_MISMATCH;
+    case SNP_RMP_CHECK_ASSIGNED:
+        return SNP_RMP_FAULT_REASON_ASSIGNED;
+    case SNP_RMP_CHECK_ASID_MISMATCH:
+        return SNP_RMP_FAULT_REASON_ASID_MISMATCH;
+    case SNP_RMP_CHECK_GPA_MISMATCH:
+        return SNP_RMP_FAULT_REASON_GPA_MISMATCH;
+    case SNP_RMP_CHECK_NOT_VALIDATED:
+        return SNP_RMP_FAULT_REASON_NOT_VALIDATED;
+    default:
+        g_assert_not_reached();
+    }
+}
+
+/*
+ * RMP_PAGE_FAULT, as Linux's amd_iommu_report_rmp_fault() decodes it:
+ * DW0[15:0] DeviceID, DW0[23:16] flags_rmp, DW1[15:0] vmg_tag,
+ * DW1[27:16] flags, DW1[31:28] event code, DW2-3 the GPA.
+ * flags_rmp's meanings are not public: it is 0, and QMP and the trace
+ * say why the check failed.
+ */
+static void amdvi_snp_encode_rmp_fault(uint64_t evt[2], uint16_t devid,
+                                       hwaddr gpa, bool write)
+{
+    uint64_t flags = write ? AMDVI_EVENT_FLAG_RW : 0;
+
+    evt[0] = cpu_to_le64(devid | (uint64_t)(AMDVI_EVENT_RMP_PAGE_FAULT |
+                                             flags) << 48);
+    evt[1] = cpu_to_le64(gpa);
+}
+
+static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
+                             hwaddr iova, hwaddr spa, uint64_t io_page_size,
+                             SnpRmpSize check, SnpRmpSize rmp,
+                             SnpRmpCheckResult result, bool write)
+{
+    PCIDevice *dev = pci_find_device(bus, pci_bus_num(bus), devfn);
+    g_autofree char *path = NULL;
+    const char *name = "";
+
+    if (dev) {
+        name = DEVICE(dev)->id;
+        if (!name) {
+            path = object_get_canonical_path(OBJECT(dev));
+            name = path;
+        }
+    }
+    trace_amdvi_snp_rmp_fault(devid, iova, spa, io_page_size,
+                              SnpRmpPageSize_str(snp_rmp_size_to_qapi(check)),
+                              SnpRmpPageSize_str(snp_rmp_size_to_qapi(rmp)),
+                              SnpRmpFaultReason_str(reason_to_qapi(result)),
+                              write);
+    qapi_event_send_snp_rmp_fault(name, devid, iova, spa, io_page_size,
+                                  snp_rmp_size_to_qapi(check), snp_rmp_size_to_qapi(rmp),
+                                  reason_to_qapi(result), write);
+}
+
+bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                         hwaddr iova, IOMMUAccessFlags flag,
+                         IOMMUTLBEntry *ret, uint64_t evt[2])
+{
+    uint64_t io_page_size = ret->addr_mask + 1;
+    SnpRmpSize check = snp_rmp_check_size(io_page_size);
+    hwaddr mask = snp_rmp_size_bytes(check) - 1;
+    hwaddr spa = (ret->translated_addr & ~ret->addr_mask) |
+                 (iova & ret->addr_mask);
+    SnpRmpSize rmp_size = check;
+    SnpRmpCheckResult result;
+    uint32_t asid = SNP_RMP_ASID_NONE;
+    uint16_t devid;
+
+    if (ret->perm == IOMMU_NONE) {
+        return true;            /* the walk failed already */
+    }
+    if (snp->bindings->len) {
+        asid = amdvi_snp_bound_asid(snp, bus, devfn);
+    }
+    result = snp_rmp_check_dma(snp->table, spa, iova, check, asid,
+                               &rmp_size);
+    if (result == SNP_RMP_CHECK_OK || result == SNP_RMP_CHECK_NOT_RAM) {
+        /* R1: the IOTLB entry covers the check size, not the IO page */
+        if (ret->addr_mask > mask) {
+            ret->addr_mask = mask;
+            ret->iova = iova & ~mask;
+            ret->translated_addr = spa & ~mask;
+        }
+        return true;
+    }
+
+    ret->perm = IOMMU_NONE;
+    if (flag == IOMMU_NONE) {
+        return true;            /* a lookup, not a DMA: nothing to log */
+    }
+    devid = PCI_BUILD_BDF(pci_bus_num(bus), devfn);
+    amdvi_snp_report(bus, devfn, devid, iova, spa, io_page_size, check,
+                     rmp_size, result, flag & IOMMU_WO);
+    amdvi_snp_encode_rmp_fault(evt, devid, iova, flag & IOMMU_WO);
+    return false;
+}
+
+/* QMP */
+
+static AMDVISnp *amdvi_snp_find(Error **errp)
+{
+    bool ambiguous = false;
+    Object *obj = object_resolve_path_type("", TYPE_AMD_IOMMU_DEVICE,
+                                           &ambiguous);
+
+    if (!obj || !AMD_IOMMU_DEVICE(obj)->snp.enabled) {
+        error_setg(errp, "there is no amd-iommu with snp=on");
+        return NULL;
+    }
+    return &AMD_IOMMU_DEVICE(obj)->snp;
+}
+
+static PCIDevice *amdvi_snp_find_device(const char *id, Error **errp)
+{
+    PCIDevice *pdev = NULL;
+    Object *obj;
+
+    if (pci_qdev_find_device(id, &pdev) == 0) {
+        return pdev;
+    }
+    obj = object_resolve_path_type(id, TYPE_PCI_DEVICE, NULL);
+    if (!obj) {
+        error_setg(errp, "'%s' is not a PCI device", id);
+        return NULL;
+    }
+    return PCI_DEVICE(obj);
+}
+
+static int amdvi_snp_binding_index(AMDVISnp *snp, PCIDevice *dev)
+{
+    for (guint i = 0; i < snp->bindings->len; i++) {
+        if (g_array_index(snp->bindings, AMDVISnpBinding, i).dev == dev) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+void qmp_snp_iommu_bind_device(const char *device, uint32_t asid,
+                               Error **errp)
+{
+    AMDVISnp *snp = amdvi_snp_find(errp);
+    AMDVISnpBinding b;
+    int i;
+
+    if (!snp) {
+        return;
+    }
+    b.dev = amdvi_snp_find_device(device, errp);
+    if (!b.dev) {
+        return;
+    }
+    if (asid == SNP_RMP_ASID_NONE) {
+        error_setg(errp, "ASID 0 is the hypervisor's: bind to a guest ASID");
+        return;
+    }
+    b.asid = asid;
+    i = amdvi_snp_binding_index(snp, b.dev);
+    if (i >= 0) {
+        g_array_index(snp->bindings, AMDVISnpBinding, i).asid = asid;
+    } else {
+        object_ref(OBJECT(b.dev));
+        g_array_append_val(snp->bindings, b);
+    }
+    trace_amdvi_snp_bind(device, asid);
+}
+
+void qmp_snp_iommu_unbind_device(const char *device, Error **errp)
+{
+    AMDVISnp *snp = amdvi_snp_find(errp);
+    PCIDevice *dev;
+    int i;
+
+    if (!snp) {
+        return;
+    }
+    dev = amdvi_snp_find_device(device, errp);
+    if (!dev) {
+        return;
+    }
+    i = amdvi_snp_binding_index(snp, dev);
+    if (i < 0) {
+        error_setg(errp, "'%s' is not bound to a guest", device);
+        return;
+    }
+    g_array_remove_index_fast(snp->bindings, i);
+    object_unref(OBJECT(dev));
+    trace_amdvi_snp_bind(device, SNP_RMP_ASID_NONE);
+}

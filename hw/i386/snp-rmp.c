@@ -1,0 +1,456 @@
+/*
+ * SEV-SNP Reverse Map Table object (-object snp-rmp)
+ *
+ * QOM, QMP, HMP, reset and migration around the RMP model of
+ * snp-rmp-table.c.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qapi/qapi-commands-snp.h"
+#include "qom/object_interfaces.h"
+#include "qobject/qdict.h"
+#include "migration/vmstate.h"
+#include "monitor/hmp.h"
+#include "monitor/hmp-target.h"
+#include "monitor/monitor.h"
+#include "hw/boards.h"
+#include "hw/qdev-core.h"
+#include "hw/i386/x86.h"
+#include "system/reset.h"
+#include "hw/i386/snp-rmp.h"
+#include "trace.h"
+
+#define SNP_RMP_QUERY_MAX 4096
+
+SnpRmp *snp_rmp_find(const char *id, Error **errp)
+{
+    Object *obj;
+    bool ambiguous = false;
+
+    if (id) {
+        obj = object_resolve_path_component(object_get_objects_root(), id);
+        if (!obj || !object_dynamic_cast(obj, TYPE_SNP_RMP)) {
+            error_setg(errp, "'%s' is not an snp-rmp object", id);
+            return NULL;
+        }
+        return SNP_RMP(obj);
+    }
+    obj = object_resolve_path_type("", TYPE_SNP_RMP, &ambiguous);
+    if (ambiguous) {
+        error_setg(errp, "there is more than one snp-rmp object: "
+                   "name one with 'rmp'");
+        return NULL;
+    }
+    if (!obj) {
+        error_setg(errp, "there is no snp-rmp object "
+                   "(add one with -object snp-rmp,id=ID)");
+        return NULL;
+    }
+    return SNP_RMP(obj);
+}
+
+SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp)
+{
+    MachineState *ms = MACHINE(qdev_get_machine());
+    X86MachineState *x86ms;
+    SnpRmpRange ram[2];
+    unsigned n = 0;
+
+    if (rmp->table) {
+        return rmp->table;
+    }
+    x86ms = (X86MachineState *)object_dynamic_cast(OBJECT(ms),
+                                                   TYPE_X86_MACHINE);
+    if (x86ms) {
+        ram[n++] = (SnpRmpRange) { 0, x86ms->below_4g_mem_size };
+        if (x86ms->above_4g_mem_size) {
+            ram[n++] = (SnpRmpRange) { x86ms->above_4g_mem_start,
+                                       x86ms->above_4g_mem_size };
+        }
+    } else {
+        ram[n++] = (SnpRmpRange) { 0, ms->ram_size };
+    }
+    rmp->table = snp_rmp_table_new(ram, n);
+    return rmp->table;
+}
+
+static bool snp_rmp_ready(Error **errp)
+{
+    if (!phase_check(PHASE_MACHINE_INITIALIZED)) {
+        error_setg(errp, "the RMP exists once the machine is initialized");
+        return false;
+    }
+    return true;
+}
+
+static void snp_rmp_changed(SnpRmp *rmp, uint64_t spa, uint64_t size)
+{
+    SnpRmpChange change = { .spa = spa, .size = size };
+
+    notifier_list_notify(&rmp->change_notifiers, &change);
+}
+
+bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
+                    const SnpRmpAttrs *attrs, Error **errp)
+{
+    SnpRmpStatus st;
+
+    if (!snp_rmp_ready(errp)) {
+        return false;
+    }
+    st = snp_rmp_table_update(snp_rmp_get_table(rmp), spa, size, attrs);
+    trace_snp_rmp_update(spa, size == SNP_RMP_SIZE_2M ? "2m" : "4k",
+                         attrs->assigned, attrs->asid, attrs->gpa,
+                         attrs->validated, attrs->immutable,
+                         snp_rmp_status_str(st));
+    if (st != SNP_RMP_OK) {
+        error_setg(errp, "RMPUPDATE of SPA 0x%" PRIx64 " at %s failed: %s",
+                   spa, size == SNP_RMP_SIZE_2M ? "2M" : "4K",
+                   snp_rmp_status_str(st));
+        return false;
+    }
+    snp_rmp_changed(rmp, spa, size == SNP_RMP_SIZE_2M ? SNP_RMP_BYTES_2M
+                                                      : SNP_RMP_BYTES_4K);
+    return true;
+}
+
+bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp)
+{
+    SnpRmpStatus st;
+
+    if (!snp_rmp_ready(errp)) {
+        return false;
+    }
+    st = snp_rmp_table_psmash(snp_rmp_get_table(rmp), spa);
+    trace_snp_rmp_psmash(spa, snp_rmp_status_str(st));
+    if (st != SNP_RMP_OK) {
+        error_setg(errp, "PSMASH of SPA 0x%" PRIx64 " failed: %s", spa,
+                   snp_rmp_status_str(st));
+        return false;
+    }
+    snp_rmp_changed(rmp, spa, SNP_RMP_BYTES_2M);
+    return true;
+}
+
+void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n)
+{
+    notifier_list_add(&rmp->change_notifiers, n);
+}
+
+void snp_rmp_remove_change_notifier(Notifier *n)
+{
+    notifier_remove(n);
+}
+
+/* QMP */
+
+static SnpRmpSize size_from_qapi(SnpRmpPageSize size)
+{
+    return size == SNP_RMP_PAGE_SIZE_2M ? SNP_RMP_SIZE_2M : SNP_RMP_SIZE_4K;
+}
+
+SnpRmpPageSize snp_rmp_size_to_qapi(SnpRmpSize size)
+{
+    return size == SNP_RMP_SIZE_2M ? SNP_RMP_PAGE_SIZE_2M
+                                   : SNP_RMP_PAGE_SIZE_4K;
+}
+
+void qmp_snp_rmp_update(const char *id, uint64_t spa,
+                        SnpRmpPageSize page_size, bool assigned,
+                        bool has_asid, uint32_t asid, bool has_gpa,
+                        uint64_t gpa, bool has_validated, bool validated,
+                        bool has_immutable, bool immutable, Error **errp)
+{
+    SnpRmp *rmp = snp_rmp_find(id, errp);
+    SnpRmpAttrs attrs = {
+        .assigned = assigned,
+        .asid = has_asid ? asid : 0,
+        .gpa = has_gpa ? gpa : 0,
+        .validated = has_validated && validated,
+        .immutable = has_immutable && immutable,
+    };
+
+    if (rmp) {
+        snp_rmp_update(rmp, spa, size_from_qapi(page_size), &attrs, errp);
+    }
+}
+
+void qmp_snp_rmp_psmash(const char *id, uint64_t spa, Error **errp)
+{
+    SnpRmp *rmp = snp_rmp_find(id, errp);
+
+    if (rmp) {
+        snp_rmp_psmash(rmp, spa, errp);
+    }
+}
+
+SnpRmpEntryList *qmp_query_snp_rmp(const char *id, uint64_t spa,
+                                   bool has_count, uint32_t count,
+                                   Error **errp)
+{
+    SnpRmp *rmp = snp_rmp_find(id, errp);
+    SnpRmpEntryList *head = NULL, **tail = &head;
+    SnpRmpTable *t;
+
+    if (!rmp || !snp_rmp_ready(errp)) {
+        return NULL;
+    }
+    if (spa & (SNP_RMP_BYTES_4K - 1)) {
+        error_setg(errp, "SPA 0x%" PRIx64 " is not 4K aligned", spa);
+        return NULL;
+    }
+    t = snp_rmp_get_table(rmp);
+    if (spa >= snp_rmp_table_ram_top(t)) {
+        error_setg(errp, "SPA 0x%" PRIx64 " is beyond RAM (which ends at "
+                   "0x%" PRIx64 ")", spa, snp_rmp_table_ram_top(t));
+        return NULL;
+    }
+    count = has_count ? MIN(count, SNP_RMP_QUERY_MAX) : 1;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t page_spa = spa + (uint64_t)i * SNP_RMP_BYTES_4K;
+        SnpRmpEntry *e;
+        SnpRmpPage page;
+
+        if (!snp_rmp_table_lookup(t, page_spa, &page)) {
+            continue;
+        }
+        e = g_new0(SnpRmpEntry, 1);
+        e->spa = page_spa;
+        e->page_size = snp_rmp_size_to_qapi(page.size);
+        e->assigned = page.attrs.assigned;
+        e->asid = page.attrs.asid;
+        e->gpa = page.attrs.gpa;
+        e->validated = page.attrs.validated;
+        e->immutable = page.attrs.immutable;
+        QAPI_LIST_APPEND(tail, e);
+    }
+    return head;
+}
+
+/* HMP */
+
+void hmp_info_snp_rmp(Monitor *mon, const QDict *qdict)
+{
+    Error *err = NULL;
+    SnpRmp *rmp = snp_rmp_find(NULL, &err);
+    SnpRmpEntryList *list, *l;
+    uint64_t n4k, n2m;
+    SnpRmpTable *t;
+
+    if (!rmp || !snp_rmp_ready(&err)) {
+        hmp_handle_error(mon, err);
+        return;
+    }
+    t = snp_rmp_get_table(rmp);
+    if (!qdict_haskey(qdict, "spa")) {
+        snp_rmp_table_count(t, &n4k, &n2m);
+        monitor_printf(mon, "RMP %s: RAM up to 0x%" PRIx64 "\n",
+                       object_get_canonical_path_component(OBJECT(rmp)),
+                       snp_rmp_table_ram_top(t));
+        monitor_printf(mon, "  2M regions as 512 4K entries: %" PRIu64 "\n",
+                       n4k);
+        monitor_printf(mon, "  2M regions as one 2M entry:   %" PRIu64 "\n",
+                       n2m);
+        monitor_printf(mon, "  model memory: %zu bytes\n",
+                       snp_rmp_table_memory(t));
+        return;
+    }
+    list = qmp_query_snp_rmp(NULL, qdict_get_int(qdict, "spa"),
+                             true, qdict_get_try_int(qdict, "count", 1), &err);
+    if (err) {
+        hmp_handle_error(mon, err);
+        return;
+    }
+    monitor_printf(mon, "%-18s %-4s %-8s %-6s %-18s %-9s %s\n", "SPA", "size",
+                   "assigned", "ASID", "GPA", "validated", "immutable");
+    for (l = list; l; l = l->next) {
+        SnpRmpEntry *e = l->value;
+
+        monitor_printf(mon, "0x%016" PRIx64 " %-4s %-8s %-6u 0x%016" PRIx64
+                       " %-9s %s\n", e->spa, SnpRmpPageSize_str(e->page_size),
+                       e->assigned ? "yes" : "no", e->asid, e->gpa,
+                       e->validated ? "yes" : "no",
+                       e->immutable ? "yes" : "no");
+    }
+    qapi_free_SnpRmpEntryList(list);
+}
+
+/* Reset and migration */
+
+static void snp_rmp_reset(void *opaque)
+{
+    SnpRmp *rmp = opaque;
+
+    if (rmp->table) {
+        snp_rmp_table_reset(rmp->table);
+        snp_rmp_changed(rmp, 0, snp_rmp_table_ram_top(rmp->table));
+    }
+}
+
+/*
+ * Each changed entry migrates as 24 bytes: SPA with the flags in its low
+ * bits (a 4K-aligned address leaves them free), GPA, ASID and padding.
+ */
+#define MIG_ENTRY_SIZE      24
+#define MIG_FLAG_2M         1
+#define MIG_FLAG_ASSIGNED   2
+#define MIG_FLAG_VALIDATED  4
+#define MIG_FLAG_IMMUTABLE  8
+
+static void snp_rmp_mig_add(uint64_t spa, const SnpRmpPage *page,
+                            void *opaque)
+{
+    GByteArray *buf = opaque;
+    uint8_t e[MIG_ENTRY_SIZE] = { 0 };
+    uint64_t flags = (page->size == SNP_RMP_SIZE_2M ? MIG_FLAG_2M : 0) |
+                     (page->attrs.assigned ? MIG_FLAG_ASSIGNED : 0) |
+                     (page->attrs.validated ? MIG_FLAG_VALIDATED : 0) |
+                     (page->attrs.immutable ? MIG_FLAG_IMMUTABLE : 0);
+
+    stq_le_p(e, spa | flags);
+    stq_le_p(e + 8, page->attrs.gpa);
+    stl_le_p(e + 16, page->attrs.asid);
+    g_byte_array_append(buf, e, sizeof(e));
+}
+
+static int snp_rmp_pre_save(void *opaque)
+{
+    SnpRmp *rmp = opaque;
+    GByteArray *buf = g_byte_array_new();
+
+    snp_rmp_table_foreach_changed(snp_rmp_get_table(rmp), snp_rmp_mig_add,
+                                  buf);
+    g_free(rmp->mig_buf);
+    rmp->mig_len = buf->len;
+    rmp->mig_buf = g_byte_array_free(buf, false);
+    return 0;
+}
+
+static int snp_rmp_post_save(void *opaque)
+{
+    SnpRmp *rmp = opaque;
+
+    g_clear_pointer(&rmp->mig_buf, g_free);
+    rmp->mig_len = 0;
+    return 0;
+}
+
+static int snp_rmp_post_load(void *opaque, int version_id)
+{
+    SnpRmp *rmp = opaque;
+    SnpRmpTable *t = snp_rmp_get_table(rmp);
+    int ret = 0;
+
+    snp_rmp_table_reset(t);
+    if (rmp->mig_len % MIG_ENTRY_SIZE) {
+        ret = -EINVAL;
+    }
+    /* Entries come in SPA order; a 2M entry precedes nothing of its own */
+    for (uint32_t off = 0; !ret && off < rmp->mig_len;
+         off += MIG_ENTRY_SIZE) {
+        uint8_t *e = rmp->mig_buf + off;
+        uint64_t word = ldq_le_p(e);
+        SnpRmpAttrs attrs = {
+            .gpa = ldq_le_p(e + 8),
+            .asid = ldl_le_p(e + 16),
+            .assigned = word & MIG_FLAG_ASSIGNED,
+            .validated = word & MIG_FLAG_VALIDATED,
+            .immutable = word & MIG_FLAG_IMMUTABLE,
+        };
+        uint64_t spa = word & ~(SNP_RMP_BYTES_4K - 1);
+        SnpRmpSize size = word & MIG_FLAG_2M ? SNP_RMP_SIZE_2M
+                                             : SNP_RMP_SIZE_4K;
+
+        if (snp_rmp_table_update(t, spa, size, &attrs) != SNP_RMP_OK) {
+            ret = -EINVAL;
+        }
+    }
+    g_clear_pointer(&rmp->mig_buf, g_free);
+    rmp->mig_len = 0;
+    if (ret) {
+        error_report("snp-rmp: invalid RMP state in the migration stream");
+        return ret;
+    }
+    snp_rmp_changed(rmp, 0, snp_rmp_table_ram_top(t));
+    return 0;
+}
+
+static const VMStateDescription vmstate_snp_rmp = {
+    .name = "snp-rmp",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .pre_save = snp_rmp_pre_save,
+    .post_save = snp_rmp_post_save,
+    .post_load = snp_rmp_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(mig_len, SnpRmp),
+        VMSTATE_VBUFFER_ALLOC_UINT32(mig_buf, SnpRmp, 0, NULL, mig_len),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/* QOM */
+
+static void snp_rmp_complete(UserCreatable *uc, Error **errp)
+{
+    SnpRmp *rmp = SNP_RMP(uc);
+
+    qemu_register_reset(snp_rmp_reset, rmp);
+    vmstate_register_any(NULL, &vmstate_snp_rmp, rmp);
+}
+
+static void snp_rmp_instance_init(Object *obj)
+{
+    SnpRmp *rmp = SNP_RMP(obj);
+
+    notifier_list_init(&rmp->change_notifiers);
+}
+
+static void snp_rmp_instance_finalize(Object *obj)
+{
+    SnpRmp *rmp = SNP_RMP(obj);
+
+    qemu_unregister_reset(snp_rmp_reset, rmp);
+    vmstate_unregister(NULL, &vmstate_snp_rmp, rmp);
+    snp_rmp_table_free(rmp->table);
+    g_free(rmp->mig_buf);
+}
+
+static bool snp_rmp_can_be_deleted(UserCreatable *uc)
+{
+    /* amd-iommu holds a link to it; unlinked, it may go */
+    return OBJECT(uc)->ref <= 1;
+}
+
+static void snp_rmp_class_init(ObjectClass *oc, const void *data)
+{
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+
+    ucc->complete = snp_rmp_complete;
+    ucc->can_be_deleted = snp_rmp_can_be_deleted;
+}
+
+static const TypeInfo snp_rmp_info = {
+    .name = TYPE_SNP_RMP,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(SnpRmp),
+    .instance_init = snp_rmp_instance_init,
+    .instance_finalize = snp_rmp_instance_finalize,
+    .class_init = snp_rmp_class_init,
+    .interfaces = (const InterfaceInfo[]) {
+        { TYPE_USER_CREATABLE },
+        { }
+    },
+};
+
+static void snp_rmp_register_types(void)
+{
+    type_register_static(&snp_rmp_info);
+}
+
+type_init(snp_rmp_register_types);

@@ -1,0 +1,55 @@
+/*
+ * SNP mode of the emulated AMD IOMMU (amd-iommu,snp=on)
+ *
+ * After each translation the IOMMU checks the DMA against the machine's
+ * RMP (an snp-rmp object), as an SNP-enabled AMD IOMMU does; a failed
+ * check aborts the DMA and logs an RMP_PAGE_FAULT event.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_I386_AMD_IOMMU_SNP_H
+#define HW_I386_AMD_IOMMU_SNP_H
+
+#include "system/memory.h"
+#include "hw/i386/snp-rmp.h"
+
+/* EFR bit 63: SNP supported */
+#define AMDVI_FEATURE_SNP               (1ULL << 63)
+
+#define AMDVI_EVENT_RMP_PAGE_FAULT      (0xDU << 12)
+#define AMDVI_EVENT_RMP_HW_ERROR        (0xEU << 12)
+/* Event flags: same bit positions as IO_PAGE_FAULT's */
+#define AMDVI_EVENT_FLAG_RW             0x020
+
+typedef struct AMDVIState AMDVIState;
+typedef struct PCIBus PCIBus;
+typedef struct PCIDevice PCIDevice;
+
+typedef struct AMDVISnpBinding {
+    PCIDevice *dev;
+    uint32_t asid;
+} AMDVISnpBinding;
+
+typedef struct AMDVISnp {
+    bool enabled;               /* "snp" property */
+    SnpRmp *rmp;                /* "rmp" link */
+    SnpRmpTable *table;
+    GArray *bindings;           /* AMDVISnpBinding: TEE-IO devices */
+} AMDVISnp;
+
+bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
+void amdvi_snp_reset(AMDVISnp *snp);
+
+/*
+ * Check the translation @ret of a DMA from @bus/@devfn to @iova against
+ * the RMP.  On success @ret is narrowed to the RMP check size (R1) and
+ * true is returned.  On failure @ret loses its permissions and, for an
+ * access (@flag not IOMMU_NONE), @evt holds the RMP_PAGE_FAULT event to
+ * log and false is returned.
+ */
+bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                         hwaddr iova, IOMMUAccessFlags flag,
+                         IOMMUTLBEntry *ret, uint64_t evt[2]);
+
+#endif

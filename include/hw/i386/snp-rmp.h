@@ -1,0 +1,55 @@
+/*
+ * SEV-SNP Reverse Map Table object (-object snp-rmp)
+ *
+ * The RMP of the emulated machine, indexed by SPA (this QEMU's guest
+ * physical addresses).  The SNP-mode amd-iommu checks DMA against it; QMP
+ * (and, later, the emulated CPU) changes it.  Users of the RMP register a
+ * notifier to learn of every change.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_I386_SNP_RMP_H
+#define HW_I386_SNP_RMP_H
+
+#include "qom/object.h"
+#include "qemu/notify.h"
+#include "qapi/qapi-types-snp.h"
+#include "hw/i386/snp-rmp-table.h"
+
+#define TYPE_SNP_RMP "snp-rmp"
+OBJECT_DECLARE_SIMPLE_TYPE(SnpRmp, SNP_RMP)
+
+/* Passed to the change notifiers: the range whose entries changed. */
+typedef struct SnpRmpChange {
+    uint64_t spa;
+    uint64_t size;
+} SnpRmpChange;
+
+struct SnpRmp {
+    Object parent_obj;
+
+    SnpRmpTable *table;         /* created when first used: RAM is known */
+    NotifierList change_notifiers;
+
+    /* migration: the entries that differ from the fresh state */
+    uint8_t *mig_buf;
+    uint32_t mig_len;
+};
+
+/* The RMP of the machine; NULL (and @errp set) if @id names none. */
+SnpRmp *snp_rmp_find(const char *id, Error **errp);
+
+/* The model, created on first use from the machine's RAM layout. */
+SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp);
+
+bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
+                    const SnpRmpAttrs *attrs, Error **errp);
+bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp);
+
+SnpRmpPageSize snp_rmp_size_to_qapi(SnpRmpSize size);
+
+void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n);
+void snp_rmp_remove_change_notifier(Notifier *n);
+
+#endif
