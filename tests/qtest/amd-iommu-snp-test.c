@@ -1,0 +1,1060 @@
+/*
+ * QTest for the SNP mode of the AMD IOMMU (amd-iommu,snp=on)
+ *
+ * The test plays the SNP host kernel: it programs the IOMMU only through
+ * its MMIO registers and guest memory (device table, AMDv1 IO page tables,
+ * command buffer, event log, MSI), changes the RMP through QMP as KVM
+ * would, and makes the edu device DMA through the IOMMU.  Every case
+ * asserts whether the bytes arrived, the exact event-log entry, EVENT_TAIL,
+ * the MSI and the SNP_RMP_FAULT event.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "qemu/bswap.h"
+#include "libqtest.h"
+#include "libqos/pci-pc.h"
+#include "libqos/fw_cfg.h"
+#include "qobject/qdict.h"
+#include "hw/pci/pci_regs.h"
+
+/* AMD IOMMU MMIO (AMD IOMMU spec, "MMIO Registers") */
+#define IOMMU_BASE          0xfed80000ULL
+#define MMIO_DEVTAB         0x0000
+#define MMIO_CMDBUF         0x0008
+#define MMIO_EVTLOG         0x0010
+#define MMIO_CONTROL        0x0018
+#define MMIO_EFR            0x0030
+#define MMIO_CMD_HEAD       0x2000
+#define MMIO_CMD_TAIL       0x2008
+#define MMIO_EVT_HEAD       0x2010
+#define MMIO_EVT_TAIL       0x2018
+#define MMIO_STATUS         0x2020
+
+#define CTRL_IOMMU_EN       (1ULL << 0)
+#define CTRL_EVTLOG_EN      (1ULL << 2)
+#define CTRL_EVTINT_EN      (1ULL << 3)
+#define CTRL_CMDBUF_EN      (1ULL << 12)
+#define STATUS_EVT_OVF      (1ULL << 0)
+#define STATUS_EVT_INT      (1ULL << 1)
+
+#define EFR_SNP_SUP         (1ULL << 63)
+
+/* Device table entry, page table entry */
+#define DTE_V               (1ULL << 0)
+#define DTE_TV              (1ULL << 1)
+#define DTE_MODE(m)         ((uint64_t)(m) << 9)
+#define PTE_PR              (1ULL << 0)
+#define PTE_NL(l)           ((uint64_t)(l) << 9)
+#define PTE_IR              (1ULL << 61)
+#define PTE_IW              (1ULL << 62)
+
+#define CMD_COMPLETION_WAIT     1ULL
+#define CMD_INVAL_DEVTAB_ENTRY  2ULL
+#define CMD_INVAL_IOMMU_PAGES   3ULL
+
+#define EVT_RMP_PAGE_FAULT      0xdULL
+#define EVT_ILLEGAL_DEV_TABLE   0x1ULL
+#define EVT_IO_PAGE_FAULT       0x2ULL
+#define EVT_FLAG_RW             0x020ULL
+
+/* edu (docs/specs/edu.rst) */
+#define EDU_DMA_SRC         0x80
+#define EDU_DMA_DST         0x88
+#define EDU_DMA_CNT         0x90
+#define EDU_DMA_CMD         0x98
+#define EDU_DMA_START       1
+#define EDU_DMA_TO_RAM      2
+#define EDU_BUF             0x40000
+#define EDU_DEVFN           QPCI_DEVFN(4, 0)
+#define EDU_DEVID           EDU_DEVFN       /* bus 0 */
+
+/* Guest memory layout: IOMMU structures and scratch in the low 4M */
+#define DEVTAB_ADDR         0x100000ULL
+#define CMDBUF_ADDR         0x101000ULL
+#define EVTLOG_ADDR         0x102000ULL     /* 256 entries */
+#define COMPLETION_ADDR     0x103000ULL
+#define MSI_ADDR            0x103800ULL
+#define MSI_DATA            0x4a5b
+#define PT_POOL             0x110000ULL
+#define SCRATCH_SPA         0x300000ULL
+#define SCRATCH_IOVA        0x7000000000ULL
+#define IOVA_OFFSET         (64 * GiB)      /* IOVA = SPA + 64G */
+#define DOMID               1
+#define EVTLOG_ENTRIES      256
+#define DMA_LEN             64
+
+#define RMP_ASID            1
+#define OTHER_ASID          2
+
+#define K4 (4 * KiB)
+#define M2 (2 * MiB)
+
+typedef struct TestState {
+    QTestState *qts;
+    QPCIBus *pcibus;
+    QPCIDevice *edu;
+    QPCIBar edu_bar;
+    uint64_t pt_next;
+    uint64_t root;
+    uint64_t cmd_tail;
+    uint32_t evt_tail;
+    uint32_t msi_count;
+} TestState;
+
+static const uint64_t io_page_sizes[] = {
+    4 * KiB, 64 * KiB, 1 * MiB, 2 * MiB, 4 * MiB, 1 * GiB,
+};
+
+/* Where each IO page size maps: SPA, aligned to the page */
+static uint64_t page_spa(uint64_t size)
+{
+    switch (size) {
+    case 4 * KiB:
+        return 0x10000000;
+    case 64 * KiB:
+        return 0x10200000;
+    case 1 * MiB:
+        return 0x10400000;
+    case 2 * MiB:
+        return 0x10600000;
+    case 4 * MiB:
+        return 0x10800000;
+    case 1 * GiB:
+        return 0x40000000;
+    }
+    g_assert_not_reached();
+}
+
+/* The DMA lands past the first 4K of large pages: sizing matters */
+static uint64_t dma_offset(uint64_t size)
+{
+    return size == K4 ? 0x100 : size / 2 + 0x140;
+}
+
+static void mmio_writeq(TestState *s, uint64_t reg, uint64_t val)
+{
+    qtest_writeq(s->qts, IOMMU_BASE + reg, val);
+}
+
+static uint64_t mmio_readq(TestState *s, uint64_t reg)
+{
+    return qtest_readq(s->qts, IOMMU_BASE + reg);
+}
+
+static uint64_t pt_alloc(TestState *s)
+{
+    uint64_t page = s->pt_next;
+
+    s->pt_next += K4;
+    g_assert_cmpuint(s->pt_next, <=, SCRATCH_SPA);
+    qtest_memset(s->qts, page, 0, K4);
+    return page;
+}
+
+/* The next-level table of the entry at @pte_addr, created on demand */
+static uint64_t pt_next_table(TestState *s, uint64_t pte_addr, int level)
+{
+    uint64_t pte = qtest_readq(s->qts, pte_addr);
+
+    if (!(pte & PTE_PR)) {
+        uint64_t table = pt_alloc(s);
+
+        pte = table | PTE_NL(level) | PTE_PR | PTE_IR | PTE_IW;
+        qtest_writeq(s->qts, pte_addr, pte);
+    }
+    return pte & 0x000ffffffffff000ULL;
+}
+
+/*
+ * Map @size at @iova to @spa in the 3-level AMDv1 table: 4K, 2M and 1G
+ * pages as NextLevel=0 leaves (as Linux writes them), 64K, 1M and 4M as
+ * NextLevel=7 runs of identical PTEs encoding the size in address bits.
+ */
+static void map_page(TestState *s, uint64_t iova, uint64_t spa,
+                     uint64_t size)
+{
+    uint64_t perm = PTE_PR | PTE_IR | PTE_IW;
+    uint64_t l3e = s->root + ((iova >> 30) & 0x1ff) * 8;
+    uint64_t l2, l1 = 0;
+    unsigned n, level_shift;
+    uint64_t leaf;
+
+    if (size == GiB) {
+        qtest_writeq(s->qts, l3e, spa | perm);
+        return;
+    }
+    l2 = pt_next_table(s, l3e, 2);
+    if (size >= M2) {
+        level_shift = 21;
+    } else {
+        l1 = pt_next_table(s, l2 + ((iova >> 21) & 0x1ff) * 8, 1);
+        level_shift = 12;
+    }
+    if (size == M2 || size == K4) {
+        leaf = spa | perm;
+        n = 1;
+    } else {
+        /* NextLevel=7: bits 12..log2(size)-2 set encode the size */
+        leaf = spa | ((size / 2 - 1) & ~0xfffULL) | PTE_NL(7) | perm;
+        n = size >> level_shift;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t idx = ((iova >> level_shift) & 0x1ff) + i;
+
+        qtest_writeq(s->qts, (level_shift == 21 ? l2 : l1) + idx * 8, leaf);
+    }
+}
+
+static void cmd_submit(TestState *s, uint64_t c0, uint64_t c1)
+{
+    qtest_writeq(s->qts, CMDBUF_ADDR + s->cmd_tail, c0);
+    qtest_writeq(s->qts, CMDBUF_ADDR + s->cmd_tail + 8, c1);
+    s->cmd_tail = (s->cmd_tail + 16) % K4;
+    mmio_writeq(s, MMIO_CMD_TAIL, s->cmd_tail);
+    g_assert_cmpuint(mmio_readq(s, MMIO_CMD_HEAD), ==, s->cmd_tail);
+}
+
+static void completion_wait(TestState *s)
+{
+    static uint64_t seq = 0x1000;
+
+    seq++;
+    cmd_submit(s, COMPLETION_ADDR | 1 | CMD_COMPLETION_WAIT << 60, seq);
+    g_assert_cmpuint(qtest_readq(s->qts, COMPLETION_ADDR), ==, seq);
+}
+
+static void inval_devtab_entry(TestState *s, uint16_t devid)
+{
+    cmd_submit(s, devid | CMD_INVAL_DEVTAB_ENTRY << 60, 0);
+    completion_wait(s);
+}
+
+static void inval_all_pages(TestState *s)
+{
+    cmd_submit(s, (uint64_t)DOMID << 32 | CMD_INVAL_IOMMU_PAGES << 60,
+               0x7ffffffffffff000ULL | 1);
+    completion_wait(s);
+}
+
+static void set_dte(TestState *s, uint16_t devid, uint64_t q0)
+{
+    qtest_writeq(s->qts, DEVTAB_ADDR + devid * 32, q0);
+    qtest_writeq(s->qts, DEVTAB_ADDR + devid * 32 + 8, DOMID);
+    inval_devtab_entry(s, devid);
+}
+
+static void setup_msi(TestState *s)
+{
+    QPCIDevice *dev = NULL;
+    uint8_t cap;
+
+    for (int slot = 0; slot < 32 && !dev; slot++) {
+        QPCIDevice *d = qpci_device_find(s->pcibus, QPCI_DEVFN(slot, 0));
+
+        if (d && qpci_config_readw(d, PCI_VENDOR_ID) == 0x1022 &&
+            qpci_config_readw(d, PCI_DEVICE_ID) == 0x1419) {
+            dev = d;
+        } else {
+            g_free(d);
+        }
+    }
+    g_assert_nonnull(dev);
+    cap = qpci_find_capability(dev, PCI_CAP_ID_MSI, 0);
+    g_assert_cmpint(cap, !=, 0);
+    qpci_config_writel(dev, cap + PCI_MSI_ADDRESS_LO, MSI_ADDR);
+    qpci_config_writel(dev, cap + PCI_MSI_ADDRESS_HI, 0);
+    qpci_config_writew(dev, cap + PCI_MSI_DATA_64, MSI_DATA);
+    qpci_config_writew(dev, cap + PCI_MSI_FLAGS,
+                       qpci_config_readw(dev, cap + PCI_MSI_FLAGS) |
+                       PCI_MSI_FLAGS_ENABLE);
+    g_free(dev);
+    qtest_writel(s->qts, MSI_ADDR, 0);
+}
+
+static TestState *test_start(bool snp, const char *extra)
+{
+    TestState *s = g_new0(TestState, 1);
+
+    s->qts = qtest_initf("-M q35 -m 2G "
+                         "-object snp-rmp,id=rmp0 "
+                         "-device amd-iommu,dma-remap=on%s "
+                         "-device edu,id=edu0,addr=04.0,dma_mask=%" PRIu64
+                         " %s", snp ? ",snp=on" : "", (uint64_t)(1ULL << 39) - 1,
+                         extra ? extra : "");
+    s->pcibus = qpci_new_pc(s->qts, NULL);
+    s->edu = qpci_device_find(s->pcibus, EDU_DEVFN);
+    g_assert_nonnull(s->edu);
+    qpci_device_enable(s->edu);
+    s->edu_bar = qpci_iomap(s->edu, 0, NULL);
+    setup_msi(s);
+
+    s->pt_next = PT_POOL;
+    s->root = pt_alloc(s);
+    qtest_memset(s->qts, DEVTAB_ADDR, 0, K4);
+    qtest_memset(s->qts, EVTLOG_ADDR, 0, K4);
+    mmio_writeq(s, MMIO_DEVTAB, DEVTAB_ADDR);       /* one 4K page */
+    mmio_writeq(s, MMIO_CMDBUF, CMDBUF_ADDR | 8ULL << 56);  /* 256 */
+    mmio_writeq(s, MMIO_EVTLOG, EVTLOG_ADDR | 8ULL << 56);  /* 256 */
+    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN |
+                CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
+
+    map_page(s, SCRATCH_IOVA, SCRATCH_SPA, K4);
+    for (unsigned i = 0; i < G_N_ELEMENTS(io_page_sizes); i++) {
+        uint64_t spa = page_spa(io_page_sizes[i]);
+
+        map_page(s, spa + IOVA_OFFSET, spa, io_page_sizes[i]);
+    }
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(3) | s->root |
+            PTE_IR | PTE_IW);
+    return s;
+}
+
+static void test_end(TestState *s)
+{
+    g_free(s->edu);
+    qpci_free_pc(s->pcibus);
+    qtest_quit(s->qts);
+    g_free(s);
+}
+
+static void edu_dma(TestState *s, uint64_t src, uint64_t dst, uint64_t cmd)
+{
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_SRC, src);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_DST, dst);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CNT, DMA_LEN);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CMD, cmd | EDU_DMA_START);
+    qtest_clock_step(s->qts, 200 * 1000 * 1000);    /* edu waits 100 ms */
+    g_assert_cmpuint(qpci_io_readq(s->edu, s->edu_bar, EDU_DMA_CMD) &
+                     EDU_DMA_START, ==, 0);
+}
+
+/* DMA from RAM at @iova into edu's buffer */
+static void dma_read(TestState *s, uint64_t iova)
+{
+    edu_dma(s, iova, EDU_BUF, 0);
+}
+
+/* DMA from edu's buffer to RAM at @iova */
+static void dma_write(TestState *s, uint64_t iova)
+{
+    edu_dma(s, EDU_BUF, iova, EDU_DMA_TO_RAM);
+}
+
+static void fill(TestState *s, uint64_t spa, uint8_t seed)
+{
+    uint8_t buf[DMA_LEN];
+
+    for (int i = 0; i < DMA_LEN; i++) {
+        buf[i] = seed + i * 7;
+    }
+    qtest_memwrite(s->qts, spa, buf, sizeof(buf));
+}
+
+static bool holds(TestState *s, uint64_t spa, uint8_t seed)
+{
+    uint8_t buf[DMA_LEN];
+
+    qtest_memread(s->qts, spa, buf, sizeof(buf));
+    for (int i = 0; i < DMA_LEN; i++) {
+        if (buf[i] != (uint8_t)(seed + i * 7)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The event-log entry a fault of @devid at @iova must produce */
+static void expect_event(TestState *s, uint64_t code, uint16_t devid,
+                         uint64_t flags, uint64_t addr)
+{
+    uint32_t tail = mmio_readq(s, MMIO_EVT_TAIL);
+    uint64_t q0 = qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail);
+    uint64_t q1 = qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail + 8);
+
+    g_assert_cmphex(tail, ==, (s->evt_tail + 16) % (EVTLOG_ENTRIES * 16));
+    g_assert_cmphex(q0, ==, devid | (code << 60) | (flags << 48));
+    g_assert_cmphex(q1, ==, addr);
+    s->evt_tail = tail;
+    /* one MSI per event */
+    s->msi_count++;
+    g_assert_cmphex(qtest_readl(s->qts, MSI_ADDR), ==, MSI_DATA);
+    qtest_writel(s->qts, MSI_ADDR, 0);
+    g_assert_true(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_INT);
+    mmio_writeq(s, MMIO_STATUS, STATUS_EVT_INT);     /* W1C */
+    mmio_writeq(s, MMIO_EVT_HEAD, tail);
+}
+
+static void expect_no_event(TestState *s)
+{
+    g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), ==, s->evt_tail);
+    g_assert_cmphex(qtest_readl(s->qts, MSI_ADDR), ==, 0);
+}
+
+/* The SNP_RMP_FAULT of the last DMA, or NULL if there was none */
+static QDict *take_rmp_fault(TestState *s)
+{
+    /* a round trip delivers the events the DMA sent before it */
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    return qtest_qmp_event_ref(s->qts, "SNP_RMP_FAULT");
+}
+
+static void rmp_update(TestState *s, uint64_t spa, const char *size,
+                       bool assigned, uint32_t asid, uint64_t gpa,
+                       bool validated)
+{
+    qtest_qmp_assert_success(s->qts,
+        "{ 'execute': 'snp-rmp-update', 'arguments': { 'spa': %" PRIu64 ","
+        " 'page-size': %s, 'assigned': %i, 'asid': %u, 'gpa': %" PRIu64 ","
+        " 'validated': %i } }", spa, size, assigned, asid, gpa, validated);
+}
+
+static void rmp_psmash(TestState *s, uint64_t spa)
+{
+    qtest_qmp_assert_success(s->qts,
+        "{ 'execute': 'snp-rmp-psmash', 'arguments': { 'spa': %" PRIu64
+        " } }", spa);
+}
+
+/* The matrix */
+
+typedef enum Owner {
+    OWNER_HYPERVISOR,
+    OWNER_ASSIGNED,             /* guest-private, device not bound */
+    OWNER_BOUND_MATCH,          /* bound device, right ASID, GPA, validated */
+    OWNER_BOUND_OTHER_ASID,
+    OWNER_BOUND_OTHER_GPA,
+    OWNER_BOUND_NOT_VALIDATED,
+    OWNER_MAX,
+} Owner;
+
+static const char *const owner_names[] = {
+    "hypervisor", "assigned", "bound-match", "bound-other-asid",
+    "bound-other-gpa", "bound-not-validated",
+};
+
+typedef struct MatrixCase {
+    uint64_t io_page_size;
+    bool rmp_2m;
+    Owner owner;
+    bool write;
+} MatrixCase;
+
+/*
+ * The hardware rules, stated independently of the emulator: NULL if the
+ * DMA must go through, else the SnpRmpFaultReason it must fail with.
+ */
+static const char *expected_fault(const MatrixCase *c)
+{
+    bool check_2m = c->io_page_size >= M2;
+
+    if (check_2m != c->rmp_2m) {
+        return "page-size-mismatch";
+    }
+    switch (c->owner) {
+    case OWNER_HYPERVISOR:
+    case OWNER_BOUND_MATCH:
+        return NULL;
+    case OWNER_ASSIGNED:
+        return "assigned";
+    case OWNER_BOUND_OTHER_ASID:
+        return "asid-mismatch";
+    case OWNER_BOUND_OTHER_GPA:
+        return "gpa-mismatch";
+    case OWNER_BOUND_NOT_VALIDATED:
+        return "not-validated";
+    default:
+        g_assert_not_reached();
+    }
+}
+
+/* Program the RMP of @spa's 2M region as the case asks */
+static void rmp_setup(TestState *s, const MatrixCase *c, uint64_t spa,
+                      uint64_t iova)
+{
+    uint64_t region = spa & ~(M2 - 1);
+    bool assigned = c->owner != OWNER_HYPERVISOR;
+    uint32_t asid = c->owner == OWNER_BOUND_OTHER_ASID ? OTHER_ASID
+                                                       : RMP_ASID;
+    bool validated = c->owner != OWNER_BOUND_NOT_VALIDATED;
+    uint64_t gpa_mask = c->rmp_2m ? ~(M2 - 1) : ~(K4 - 1);
+    uint64_t gpa = iova & gpa_mask;
+
+    if (c->owner == OWNER_BOUND_OTHER_GPA) {
+        gpa += 8 * M2;
+    }
+    if (!assigned) {
+        asid = 0;
+        gpa = 0;
+        validated = false;
+    }
+    /* the hypervisor reclaims the 2M region: one hypervisor 2M entry */
+    rmp_update(s, region, "2m", false, 0, 0, false);
+    if (c->rmp_2m) {
+        rmp_update(s, region, "2m", assigned, asid, gpa, validated);
+    } else {
+        rmp_psmash(s, region);
+        rmp_update(s, spa & ~(K4 - 1), "4k", assigned, asid, gpa, validated);
+    }
+    if (c->owner >= OWNER_BOUND_MATCH) {
+        qtest_qmp_assert_success(s->qts,
+            "{ 'execute': 'snp-iommu-bind-device',"
+            "  'arguments': { 'device': 'edu0', 'asid': %u } }", RMP_ASID);
+    } else {
+        /* fails harmlessly when the device is not bound */
+        qobject_unref(qtest_qmp(s->qts,
+                                "{ 'execute': 'snp-iommu-unbind-device',"
+                                "  'arguments': { 'device': 'edu0' } }"));
+    }
+}
+
+static void check_fault_event(QDict *ev, const MatrixCase *c, uint64_t iova,
+                              uint64_t spa, const char *reason)
+{
+    QDict *data = qdict_get_qdict(ev, "data");
+
+    g_assert_cmpstr(qdict_get_str(data, "device"), ==, "edu0");
+    g_assert_cmpint(qdict_get_int(data, "devid"), ==, EDU_DEVID);
+    g_assert_cmphex(qdict_get_uint(data, "iova"), ==, iova);
+    g_assert_cmphex(qdict_get_uint(data, "spa"), ==, spa);
+    g_assert_cmphex(qdict_get_uint(data, "io-page-size"), ==,
+                    c->io_page_size);
+    g_assert_cmpstr(qdict_get_str(data, "check-size"), ==,
+                    c->io_page_size >= M2 ? "2m" : "4k");
+    g_assert_cmpstr(qdict_get_str(data, "rmp-page-size"), ==,
+                    c->rmp_2m ? "2m" : "4k");
+    g_assert_cmpstr(qdict_get_str(data, "reason"), ==, reason);
+    g_assert_cmpint(qdict_get_bool(data, "write"), ==, c->write);
+}
+
+static void run_case(TestState *s, const MatrixCase *c)
+{
+    uint64_t spa = page_spa(c->io_page_size) + dma_offset(c->io_page_size);
+    uint64_t iova = spa + IOVA_OFFSET;
+    const char *reason = expected_fault(c);
+    QDict *ev;
+
+    rmp_setup(s, c, spa, iova);
+    inval_all_pages(s);
+
+    if (c->write) {
+        fill(s, SCRATCH_SPA, 0x11);
+        dma_read(s, SCRATCH_IOVA);          /* edu buffer := pattern */
+        fill(s, spa, 0x99);
+        dma_write(s, iova);
+        g_assert_cmpint(holds(s, spa, 0x11), ==, !reason);
+    } else {
+        fill(s, spa, 0x22);
+        fill(s, SCRATCH_SPA, 0x33);
+        dma_read(s, iova);                  /* edu buffer := target */
+        dma_write(s, SCRATCH_IOVA);         /* scratch := edu buffer */
+        g_assert_cmpint(holds(s, SCRATCH_SPA, 0x22), ==, !reason);
+    }
+
+    ev = take_rmp_fault(s);
+    if (!reason) {
+        g_assert_null(ev);
+        expect_no_event(s);
+        return;
+    }
+    g_assert_nonnull(ev);
+    check_fault_event(ev, c, iova, spa, reason);
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID,
+                 c->write ? EVT_FLAG_RW : 0, iova);
+    /* the DMA faulted once: one event, one MSI */
+    expect_no_event(s);
+}
+
+static void test_matrix(void)
+{
+    TestState *s = test_start(true, NULL);
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(io_page_sizes); i++) {
+        for (int rmp_2m = 0; rmp_2m < 2; rmp_2m++) {
+            for (Owner o = 0; o < OWNER_MAX; o++) {
+                for (int write = 0; write < 2; write++) {
+                    MatrixCase c = {
+                        .io_page_size = io_page_sizes[i],
+                        .rmp_2m = rmp_2m,
+                        .owner = o,
+                        .write = write,
+                    };
+
+                    if (g_test_verbose()) {
+                        g_test_message("IO page 0x%" PRIx64 ", RMP %s, %s, "
+                                       "%s", c.io_page_size,
+                                       rmp_2m ? "2M" : "4K", owner_names[o],
+                                       write ? "write" : "read");
+                    }
+                    run_case(s, &c);
+                    n++;
+                }
+            }
+        }
+    }
+    g_assert_cmpuint(n, ==, 6 * 2 * OWNER_MAX * 2);
+    test_end(s);
+}
+
+/* R5: the RMP is checked on IOTLB hits too (thread 003, the 2023 bug) */
+static void test_rmp_change_after_iotlb_hit(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t region = page_spa(M2);
+    uint64_t spa = region + 0x5000;
+    uint64_t iova = spa + IOVA_OFFSET;
+    QDict *ev;
+
+    /* a 2M IO page over a 2M hypervisor RMP entry: DMA works */
+    rmp_update(s, region, "2m", false, 0, 0, false);
+    fill(s, SCRATCH_SPA, 0x44);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x44));
+    g_assert_null(take_rmp_fault(s));
+
+    /* KVM shares... no: the guest converts one 4K page to private */
+    rmp_psmash(s, region);
+    rmp_update(s, region + 0x1ff000, "4k", true, RMP_ASID, 0x1ff000, true);
+
+    /* no IOTLB invalidation: the next DMA to a shared page faults */
+    fill(s, SCRATCH_SPA, 0x55);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x44));
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "reason"), ==,
+                    "page-size-mismatch");
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, EVT_FLAG_RW, iova);
+
+    /* the host re-forms the 2M entry: DMA works again, still no flush */
+    rmp_update(s, region, "2m", false, 0, 0, false);
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x55));
+    g_assert_null(take_rmp_fault(s));
+    expect_no_event(s);
+    test_end(s);
+}
+
+/* A full event log sets EventOverflow and drops events until cleared */
+static void test_event_log_overflow(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t spa = page_spa(M2) + 0x3000;   /* fresh RMP: 4K entries */
+    uint64_t iova = spa + IOVA_OFFSET;
+    unsigned i;
+
+    for (i = 0; i < EVTLOG_ENTRIES - 1; i++) {
+        dma_read(s, iova);
+        g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), ==, (i + 1) * 16);
+        g_assert_cmphex(qtest_readq(s->qts, EVTLOG_ADDR + i * 16 + 8), ==,
+                        iova);
+    }
+    g_assert_false(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_OVF);
+    qtest_writel(s->qts, MSI_ADDR, 0);
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    while (qtest_qmp_event_ref(s->qts, "SNP_RMP_FAULT")) {
+        /* drain */
+    }
+
+    /* the log is full (tail + 1 == head): overflow, with an MSI */
+    dma_read(s, iova);
+    g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), ==, i * 16);
+    g_assert_true(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_OVF);
+    g_assert_cmphex(qtest_readl(s->qts, MSI_ADDR), ==, MSI_DATA);
+    /* the DMA was still aborted and reported through QMP */
+    g_assert_nonnull(take_rmp_fault(s));
+
+    /* software drains the log and clears the overflow: logging resumes */
+    mmio_writeq(s, MMIO_EVT_HEAD, i * 16);
+    mmio_writeq(s, MMIO_STATUS, STATUS_EVT_OVF | STATUS_EVT_INT);
+    qtest_writel(s->qts, MSI_ADDR, 0);
+    s->evt_tail = i * 16;
+    dma_write(s, iova);
+    g_assert_nonnull(take_rmp_fault(s));
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, EVT_FLAG_RW, iova);
+    test_end(s);
+}
+
+/* DMA without translation (DTE V=0) is checked at 4K */
+static void test_untranslated_dma(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t spa = page_spa(K4) + 0x100;
+    QDict *ev;
+
+    set_dte(s, EDU_DEVID, 0);
+    fill(s, spa, 0x66);
+    dma_read(s, spa);
+    fill(s, spa, 0);
+    dma_write(s, spa);
+    g_assert_true(holds(s, spa, 0x66));
+    g_assert_null(take_rmp_fault(s));
+
+    rmp_update(s, spa & ~(K4 - 1), "4k", true, RMP_ASID, 0, true);
+    dma_read(s, spa);
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "reason"), ==,
+                    "assigned");
+    g_assert_cmpuint(qdict_get_uint(qdict_get_qdict(ev, "data"),
+                                    "io-page-size"), ==, K4);
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, 0, spa);
+    test_end(s);
+}
+
+/* V=1, TV=1, Mode=0 is an illegal DTE under SNP */
+static void test_dte_mode0_illegal(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t spa = page_spa(K4) + 0x100;
+
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(0) | PTE_IR | PTE_IW);
+    fill(s, spa, 0x77);
+    dma_write(s, spa);
+    g_assert_false(holds(s, spa, 0x11));
+    g_assert_true(holds(s, spa, 0x77));
+    g_assert_null(take_rmp_fault(s));
+    expect_event(s, EVT_ILLEGAL_DEV_TABLE, EDU_DEVID, 0,
+                 DEVTAB_ADDR + EDU_DEVID * 32);
+    expect_no_event(s);
+    test_end(s);
+}
+
+/* snp=off: stock amd-iommu, the RMP is not consulted */
+static void test_snp_off(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t spa = page_spa(M2) + 0x3000;   /* 2M IO page over 4K RMP */
+
+    g_assert_false(mmio_readq(s, MMIO_EFR) & EFR_SNP_SUP);
+    rmp_update(s, spa & ~(K4 - 1), "4k", true, RMP_ASID, 0, true);
+    fill(s, SCRATCH_SPA, 0x12);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, spa + IOVA_OFFSET);
+    g_assert_true(holds(s, spa, 0x12));
+    g_assert_null(take_rmp_fault(s));
+    expect_no_event(s);
+    test_end(s);
+}
+
+/* The IVRS IVHD type 11h EFR image, read from the ACPI tables in fw_cfg */
+static uint64_t ivrs_efr(QTestState *qts)
+{
+    QFWCFG *fw_cfg = pc_fw_cfg_init(qts);
+    size_t len = qfw_cfg_get_file(fw_cfg, "etc/acpi/tables", NULL, 0);
+    g_autofree uint8_t *tables = g_malloc(len);
+    uint64_t efr = 0;
+    bool found = false;
+
+    g_assert_cmpuint(qfw_cfg_get_file(fw_cfg, "etc/acpi/tables", tables,
+                                      len), ==, len);
+    for (size_t off = 0; off + 36 <= len && !found; off++) {
+        uint32_t tlen;
+
+        if (memcmp(tables + off, "IVRS", 4)) {
+            continue;
+        }
+        tlen = ldl_le_p(tables + off + 4);
+        for (size_t h = off + 48; h + 32 <= off + tlen;
+             h += lduw_le_p(tables + h + 2)) {
+            if (tables[h] == 0x11) {
+                efr = ldq_le_p(tables + h + 24);
+                found = true;
+                break;
+            }
+        }
+    }
+    g_assert_true(found);
+    pc_fw_cfg_uninit(fw_cfg);
+    return efr;
+}
+
+static void test_efr(void)
+{
+    QTestState *qts;
+
+    qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
+                     "-device amd-iommu,dma-remap=on,snp=on");
+    g_assert_true(qtest_readq(qts, IOMMU_BASE + MMIO_EFR) & EFR_SNP_SUP);
+    g_assert_true(ivrs_efr(qts) & EFR_SNP_SUP);
+    qtest_quit(qts);
+
+    qts = qtest_init("-M q35 -device amd-iommu,dma-remap=on");
+    g_assert_false(qtest_readq(qts, IOMMU_BASE + MMIO_EFR) & EFR_SNP_SUP);
+    g_assert_false(ivrs_efr(qts) & EFR_SNP_SUP);
+    qtest_quit(qts);
+}
+
+static QDict *rmp_query_one(QTestState *qts, uint64_t spa)
+{
+    QDict *r = qtest_qmp(qts, "{ 'execute': 'query-snp-rmp',"
+                         " 'arguments': { 'spa': %" PRIu64 " } }", spa);
+    QList *list = qdict_get_qlist(r, "return");
+    QDict *e;
+
+    g_assert_nonnull(list);
+    e = qobject_to(QDict, qlist_peek(list));
+    qobject_ref(e);
+    qobject_unref(r);
+    return e;
+}
+
+static void assert_entry(QTestState *qts, uint64_t spa, const char *size,
+                         bool assigned, uint32_t asid, uint64_t gpa)
+{
+    QDict *e = rmp_query_one(qts, spa);
+
+    g_assert_cmphex(qdict_get_uint(e, "spa"), ==, spa);
+    g_assert_cmpstr(qdict_get_str(e, "page-size"), ==, size);
+    g_assert_cmpint(qdict_get_bool(e, "assigned"), ==, assigned);
+    g_assert_cmpuint(qdict_get_uint(e, "asid"), ==, asid);
+    g_assert_cmphex(qdict_get_uint(e, "gpa"), ==, gpa);
+    qobject_unref(e);
+}
+
+static void G_GNUC_PRINTF(2, 4) assert_qmp_error(QTestState *qts,
+                                                 const char *fmt,
+                                                 const char *needle, ...)
+{
+    va_list ap;
+    QDict *r, *err;
+
+    va_start(ap, needle);
+    r = qtest_vqmp(qts, fmt, ap);
+    va_end(ap);
+    err = qdict_get_qdict(r, "error");
+
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(qdict_get_str(err, "desc"), needle));
+    qobject_unref(r);
+}
+
+static void test_qmp_errors(void)
+{
+    QTestState *qts = qtest_init("-M q35 -m 512M -object snp-rmp,id=rmp0 "
+                                 "-device amd-iommu,dma-remap=on,snp=on "
+                                 "-device edu,id=edu0");
+
+    qtest_qmp_assert_success(qts, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 2097152, 'page-size': '2m', 'assigned': true,"
+        " 'asid': 3, 'gpa': 4194304 } }");
+    assert_qmp_error(qts, "{ 'execute': 'snp-rmp-update', 'arguments': {"
+                     " 'spa': 2101248, 'page-size': '4k', 'assigned': false"
+                     " } }", "psmash it first");
+    assert_qmp_error(qts, "{ 'execute': 'snp-rmp-update', 'arguments': {"
+                     " 'spa': 4096, 'page-size': '2m', 'assigned': false"
+                     " } }", "not aligned");
+    assert_qmp_error(qts, "{ 'execute': 'snp-rmp-update', 'arguments': {"
+                     " 'spa': 1073741824, 'page-size': '4k',"
+                     " 'assigned': false } }", "not system RAM");
+    assert_qmp_error(qts, "{ 'execute': 'snp-rmp-psmash', 'arguments': {"
+                     " 'spa': 4194304 } }", "not a 2M RMP entry");
+    assert_qmp_error(qts, "{ 'execute': 'snp-rmp-update', 'arguments': {"
+                     " 'rmp': 'nope', 'spa': 0, 'page-size': '4k',"
+                     " 'assigned': false } }", "not an snp-rmp object");
+    assert_qmp_error(qts, "{ 'execute': 'query-snp-rmp', 'arguments': {"
+                     " 'spa': 17 } }", "not 4K aligned");
+    assert_qmp_error(qts, "{ 'execute': 'query-snp-rmp', 'arguments': {"
+                     " 'spa': 1099511627776 } }", "beyond RAM");
+    assert_qmp_error(qts, "{ 'execute': 'snp-iommu-bind-device',"
+                     " 'arguments': { 'device': 'nope', 'asid': 1 } }",
+                     "not a PCI device");
+    assert_qmp_error(qts, "{ 'execute': 'snp-iommu-bind-device',"
+                     " 'arguments': { 'device': 'edu0', 'asid': 0 } }",
+                     "ASID 0");
+    assert_qmp_error(qts, "{ 'execute': 'snp-iommu-unbind-device',"
+                     " 'arguments': { 'device': 'edu0' } }", "not bound");
+    /* overlap: a 2M assign over an assigned 4K entry */
+    qtest_qmp_assert_success(qts, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 8392704, 'page-size': '4k', 'assigned': true"
+        " } }");
+    assert_qmp_error(qts, "{ 'execute': 'snp-rmp-update', 'arguments': {"
+                     " 'spa': 8388608, 'page-size': '2m', 'assigned': true"
+                     " } }", "overlaps");
+
+    /* none of the errors changed anything */
+    assert_entry(qts, 2101248, "2m", true, 3, 4194304 + 4096);
+    assert_entry(qts, 4096, "4k", false, 0, 0);
+    assert_entry(qts, 8388608, "4k", false, 0, 0);
+    assert_entry(qts, 8392704, "4k", true, 0, 0);
+    qtest_quit(qts);
+}
+
+static void test_config_errors(void)
+{
+    const struct {
+        const char *args;
+        const char *error;
+    } cases[] = {
+        { "-device amd-iommu,snp=on", "needs dma-remap=on" },
+        { "-device amd-iommu,dma-remap=on,snp=on", "no snp-rmp object" },
+        { "-object snp-rmp,id=a -object snp-rmp,id=b "
+          "-device amd-iommu,dma-remap=on,snp=on", "more than one" },
+        { "-object snp-rmp,id=a -device amd-iommu,dma-remap=on,rmp=a",
+          "'rmp' needs snp=on" },
+    };
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *cmd = g_strdup_printf("%s -M q35 -accel qtest "
+                                               "-display none -S "
+                                               "-monitor none %s",
+                                               qtest_qemu_binary(NULL),
+                                               cases[i].args);
+        g_auto(GStrv) argv = NULL;
+        g_autofree char *err = NULL;
+        int status;
+
+        g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+        g_assert_true(g_spawn_sync(NULL, argv, NULL,
+                                   G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
+                                   NULL, &err, &status, NULL));
+        /* QEMU refuses to start and says why */
+        g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        g_assert_nonnull(strstr(err, cases[i].error));
+    }
+}
+
+static void test_reset(void)
+{
+    QTestState *qts = qtest_init("-M q35 -m 512M -object snp-rmp,id=rmp0");
+
+    qtest_qmp_assert_success(qts, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 2097152, 'page-size': '2m', 'assigned': true,"
+        " 'asid': 3 } }");
+    assert_entry(qts, 2097152, "2m", true, 3, 0);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'system_reset' }");
+    qtest_qmp_eventwait(qts, "RESET");
+    assert_entry(qts, 2097152, "4k", false, 0, 0);
+    qtest_quit(qts);
+}
+
+static void test_migration(void)
+{
+    g_autofree char *tmp = g_dir_make_tmp("snp-rmp-XXXXXX", NULL);
+    g_autofree char *file = g_build_filename(tmp, "state", NULL);
+    QTestState *from, *to;
+    QDict *r;
+    const char *status;
+
+    from = qtest_init("-M q35 -m 512M -object snp-rmp,id=rmp0");
+    qtest_qmp_assert_success(from, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 2097152, 'page-size': '2m', 'assigned': true,"
+        " 'asid': 3, 'gpa': 6291456, 'validated': true } }");
+    qtest_qmp_assert_success(from, "{ 'execute': 'snp-rmp-psmash', "
+        "'arguments': { 'spa': 2097152 } }");
+    qtest_qmp_assert_success(from, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 2101248, 'page-size': '4k', 'assigned': false"
+        " } }");
+    qtest_qmp_assert_success(from, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 10485760, 'page-size': '2m', 'assigned': false"
+        " } }");
+    qtest_qmp_assert_success(from, "{ 'execute': 'snp-rmp-update', "
+        "'arguments': { 'spa': 16384, 'page-size': '4k', 'assigned': true,"
+        " 'asid': 9, 'gpa': 8192 } }");
+    qtest_qmp_assert_success(from, "{ 'execute': 'migrate', 'arguments': {"
+                             " 'uri': %s } }",
+                             g_strdup_printf("file:%s", file));
+    do {
+        r = qtest_qmp(from, "{ 'execute': 'query-migrate' }");
+        status = qdict_get_try_str(qdict_get_qdict(r, "return"), "status");
+        g_assert_cmpstr(status, !=, "failed");
+        if (g_str_equal(status, "completed")) {
+            qobject_unref(r);
+            break;
+        }
+        qobject_unref(r);
+        g_usleep(10 * 1000);
+    } while (true);
+    qtest_quit(from);
+
+    to = qtest_initf("-M q35 -m 512M -object snp-rmp,id=rmp0 "
+                     "-incoming file:%s", file);
+    do {
+        r = qtest_qmp(to, "{ 'execute': 'query-status' }");
+        status = qdict_get_str(qdict_get_qdict(r, "return"), "status");
+        if (!g_str_equal(status, "inmigrate")) {
+            qobject_unref(r);
+            break;
+        }
+        qobject_unref(r);
+        g_usleep(10 * 1000);
+    } while (true);
+    assert_entry(to, 2097152, "4k", true, 3, 6291456);
+    assert_entry(to, 2101248, "4k", false, 0, 0);
+    assert_entry(to, 2105344, "4k", true, 3, 6291456 + 8192);
+    assert_entry(to, 10485760 + 4096, "2m", false, 0, 4096);
+    assert_entry(to, 16384, "4k", true, 9, 8192);
+    assert_entry(to, 20480, "4k", false, 0, 0);
+    qtest_quit(to);
+    unlink(file);
+    rmdir(tmp);
+}
+
+/* Guest-controlled structures that are broken must not break QEMU */
+static void test_hostile_guest(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t spa = page_spa(K4) + 0x100;
+
+    /* DTE with Mode 7 (reserved): the DMA is aborted, no crash */
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(7) | s->root |
+            PTE_IR | PTE_IW);
+    fill(s, spa, 0x21);
+    dma_write(s, spa + IOVA_OFFSET);
+    g_assert_true(holds(s, spa, 0x21));
+
+    /* a page table that points at itself: the walk ends at level 1 */
+    qtest_writeq(s->qts, s->root + 64 * 8,
+                 s->root | PTE_NL(2) | PTE_PR | PTE_IR | PTE_IW);
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(3) | s->root |
+            PTE_IR | PTE_IW);
+    dma_write(s, 64 * GiB);
+    s->evt_tail = mmio_readq(s, MMIO_EVT_TAIL);
+
+    /* a root pointer beyond RAM */
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(3) | 0xff00000000ULL |
+            PTE_IR | PTE_IW);
+    dma_write(s, spa + IOVA_OFFSET);
+    g_assert_true(holds(s, spa, 0x21));
+
+    /* an event log that is not RAM: events are lost, QEMU carries on */
+    mmio_writeq(s, MMIO_EVTLOG, 0xfee00000ULL | 8ULL << 56);
+    dma_write(s, spa + IOVA_OFFSET);
+    mmio_writeq(s, MMIO_EVTLOG, 0xfffffffff000ULL | 8ULL << 56);
+    dma_write(s, spa + IOVA_OFFSET);
+
+    /* a command buffer beyond RAM */
+    mmio_writeq(s, MMIO_CMDBUF, 0xfffffffff000ULL | 8ULL << 56);
+    mmio_writeq(s, MMIO_CMD_TAIL, 0x40);
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    test_end(s);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qtest_add_func("/amd-iommu-snp/matrix", test_matrix);
+    qtest_add_func("/amd-iommu-snp/rmp-change-after-iotlb-hit",
+                   test_rmp_change_after_iotlb_hit);
+    qtest_add_func("/amd-iommu-snp/event-log-overflow",
+                   test_event_log_overflow);
+    qtest_add_func("/amd-iommu-snp/untranslated-dma", test_untranslated_dma);
+    qtest_add_func("/amd-iommu-snp/dte-mode0-illegal",
+                   test_dte_mode0_illegal);
+    qtest_add_func("/amd-iommu-snp/snp-off", test_snp_off);
+    qtest_add_func("/amd-iommu-snp/efr", test_efr);
+    qtest_add_func("/amd-iommu-snp/qmp-errors", test_qmp_errors);
+    qtest_add_func("/amd-iommu-snp/config-errors", test_config_errors);
+    qtest_add_func("/amd-iommu-snp/reset", test_reset);
+    qtest_add_func("/amd-iommu-snp/migration", test_migration);
+    qtest_add_func("/amd-iommu-snp/hostile-guest", test_hostile_guest);
+    return g_test_run();
+}
