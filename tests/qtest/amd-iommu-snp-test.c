@@ -72,7 +72,7 @@
 #define EDU_DEVID           EDU_DEVFN       /* bus 0 */
 
 /* Guest memory layout: IOMMU structures and scratch in the low 4M */
-#define DEVTAB_ADDR         0x100000ULL
+#define DEVTAB_ADDR         0x180000ULL     /* up to 16 pages */
 #define CMDBUF_ADDR         0x101000ULL
 #define EVTLOG_ADDR         0x102000ULL     /* 256 entries */
 #define COMPLETION_ADDR     0x103000ULL
@@ -149,7 +149,7 @@ static uint64_t pt_alloc(TestState *s)
     uint64_t page = s->pt_next;
 
     s->pt_next += K4;
-    g_assert_cmpuint(s->pt_next, <=, SCRATCH_SPA);
+    g_assert_cmpuint(s->pt_next, <=, DEVTAB_ADDR);
     qtest_memset(s->qts, page, 0, K4);
     return page;
 }
@@ -1038,6 +1038,73 @@ static void test_hostile_guest(void)
     test_end(s);
 }
 
+/*
+ * Events name the device by DeviceID, bus << 8 | devfn: put edu on bus 1
+ * behind a root port (programmed here, as firmware would) and make it
+ * fault, translated (IO_PAGE_FAULT) and under SNP (RMP_PAGE_FAULT).
+ */
+static void test_event_devid(void)
+{
+    TestState *s = g_new0(TestState, 1);
+    QPCIDevice *port;
+    uint64_t spa = page_spa(K4) + 0x100;
+    uint16_t devid = 0x100;
+    QDict *ev;
+
+    s->qts = qtest_initf("-M q35 -m 2G -object snp-rmp,id=rmp0 "
+                         "-device amd-iommu,dma-remap=on,snp=on "
+                         "-device pcie-root-port,id=rp1,addr=05.0,chassis=1 "
+                         "-device edu,id=edu0,bus=rp1,dma_mask=%" PRIu64,
+                         (uint64_t)(1ULL << 39) - 1);
+    s->pcibus = qpci_new_pc(s->qts, NULL);
+    port = qpci_device_find(s->pcibus, QPCI_DEVFN(5, 0));
+    g_assert_nonnull(port);
+    qpci_config_writeb(port, PCI_PRIMARY_BUS, 0);
+    qpci_config_writeb(port, PCI_SECONDARY_BUS, 1);
+    qpci_config_writeb(port, PCI_SUBORDINATE_BUS, 1);
+    /* forward 0xe0000000-0xe00fffff, where libqos puts the first BAR */
+    qpci_config_writew(port, PCI_MEMORY_BASE, 0xe000);
+    qpci_config_writew(port, PCI_MEMORY_LIMIT, 0xe000);
+    qpci_device_enable(port);
+    s->edu = qpci_device_find(s->pcibus, devid);
+    g_assert_nonnull(s->edu);
+    qpci_device_enable(s->edu);
+    s->edu_bar = qpci_iomap(s->edu, 0, NULL);
+    setup_msi(s);
+
+    s->pt_next = PT_POOL;
+    s->root = pt_alloc(s);
+    qtest_memset(s->qts, DEVTAB_ADDR, 0, 3 * K4);
+    qtest_memset(s->qts, EVTLOG_ADDR, 0, K4);
+    mmio_writeq(s, MMIO_DEVTAB, DEVTAB_ADDR | 2);   /* three 4K pages */
+    mmio_writeq(s, MMIO_CMDBUF, CMDBUF_ADDR | 8ULL << 56);
+    mmio_writeq(s, MMIO_EVTLOG, EVTLOG_ADDR | 8ULL << 56);
+    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN |
+                CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
+    map_page(s, spa + IOVA_OFFSET - 0x100, spa - 0x100, K4);
+    set_dte(s, devid, DTE_V | DTE_TV | DTE_MODE(3) | s->root |
+            PTE_IR | PTE_IW);
+
+    /* translated, not mapped: IO_PAGE_FAULT */
+    dma_read(s, 0x40000000);
+    g_assert_null(take_rmp_fault(s));
+    expect_event(s, EVT_IO_PAGE_FAULT, devid, 0x8 | 0x1, 0x40000000);
+    expect_no_event(s);
+
+    /* mapped, but the page is assigned: RMP_PAGE_FAULT */
+    rmp_update(s, spa & ~(K4 - 1), "4k", true, RMP_ASID, 0, true);
+    dma_write(s, spa + IOVA_OFFSET);
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(ev, "data"), "devid"), ==,
+                    devid);
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, devid, EVT_FLAG_RW,
+                 spa + IOVA_OFFSET);
+    g_free(port);
+    test_end(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1056,5 +1123,6 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu-snp/reset", test_reset);
     qtest_add_func("/amd-iommu-snp/migration", test_migration);
     qtest_add_func("/amd-iommu-snp/hostile-guest", test_hostile_guest);
+    qtest_add_func("/amd-iommu-snp/event-devid", test_event_devid);
     return g_test_run();
 }
