@@ -122,7 +122,8 @@ static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
                               SnpRmpFaultReason_str(reason_to_qapi(result)),
                               write);
     qapi_event_send_snp_rmp_fault(name, devid, iova, spa, io_page_size,
-                                  snp_rmp_size_to_qapi(check), snp_rmp_size_to_qapi(rmp),
+                                  snp_rmp_size_to_qapi(check),
+                                  snp_rmp_size_to_qapi(rmp),
                                   reason_to_qapi(result), write);
 }
 

@@ -282,8 +282,8 @@ static TestState *test_start(bool snp, const char *extra)
                          "-object snp-rmp,id=rmp0 "
                          "-device amd-iommu,dma-remap=on%s "
                          "-device edu,id=edu0,addr=04.0,dma_mask=%" PRIu64
-                         " %s", snp ? ",snp=on" : "", (uint64_t)(1ULL << 39) - 1,
-                         extra ? extra : "");
+                         " %s", snp ? ",snp=on" : "",
+                         (uint64_t)(1ULL << 39) - 1, extra ? extra : "");
     s->pcibus = qpci_new_pc(s->qts, NULL);
     s->edu = qpci_device_find(s->pcibus, EDU_DEVFN);
     g_assert_nonnull(s->edu);
@@ -1105,6 +1105,116 @@ static void test_event_devid(void)
     test_end(s);
 }
 
+/*
+ * The 2023 RMP #PF (thread "iommu/amd: Introduce Protection-domain flag
+ * VFIO"), narrated: "make demo" runs this case alone.
+ */
+static void say_event(TestState *s)
+{
+    uint64_t q0 = qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail);
+    uint64_t q1 = qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail + 8);
+    uint16_t devid = q0 & 0xffff;
+
+    g_test_message("    guest event log: AMD-Vi: Event logged [%s device="
+                   "0000:%02x:%02x.%x vmg_tag=0x%04x, gpa=0x%" PRIx64
+                   ", flags_rmp=0x%04x, flags=0x%04x]",
+                   (q0 >> 60) == EVT_RMP_PAGE_FAULT ? "RMP_PAGE_FAULT"
+                                                    : "OTHER",
+                   devid >> 8, (devid >> 3) & 0x1f, devid & 7,
+                   (unsigned)(q0 >> 32) & 0xffff, q1,
+                   (unsigned)(q0 >> 16) & 0xff,
+                   (unsigned)(q0 >> 48) & 0xfff);
+}
+
+static void say_fault(QDict *ev)
+{
+    QDict *d = qdict_get_qdict(ev, "data");
+
+    g_test_message("    QMP SNP_RMP_FAULT: %s iova 0x%" PRIx64 " -> spa 0x%"
+                   PRIx64 ", IO page 0x%" PRIx64 " checked at %s, RMP "
+                   "entry %s: %s", qdict_get_str(d, "device"),
+                   qdict_get_uint(d, "iova"), qdict_get_uint(d, "spa"),
+                   qdict_get_uint(d, "io-page-size"),
+                   qdict_get_str(d, "check-size"),
+                   qdict_get_str(d, "rmp-page-size"),
+                   qdict_get_str(d, "reason"));
+}
+
+static void test_demo_2023_bug(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t region = page_spa(M2);
+    uint64_t iova_base = region + IOVA_OFFSET;
+    uint64_t shared = region + 0x5000, private = region + 0x1ff000;
+    QDict *ev;
+
+    g_test_message("== RMP #PF after a 4K page-state change under a 2M "
+                   "IO mapping (LKML, January 2023) ==");
+    g_test_message("1. The host maps 2M of guest memory as one 2M IO "
+                   "page: IOVA 0x%" PRIx64 " -> SPA 0x%" PRIx64
+                   " (AMDv1 level-2 leaf)", iova_base, region);
+    rmp_update(s, region, "2m", false, 0, 0, false);
+    g_test_message("   The RMP holds the region as one 2M hypervisor-owned "
+                   "entry (shared memory backed by a 2M page).");
+    fill(s, SCRATCH_SPA, 0x5a);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, shared + IOVA_OFFSET);
+    g_assert_true(holds(s, shared, 0x5a));
+    g_assert_null(take_rmp_fault(s));
+    g_test_message("2. edu writes 64 bytes to IOVA 0x%" PRIx64 ": the IO "
+                   "walk ends at 2M, checked against a 2M RMP entry: the "
+                   "data arrives.", shared + IOVA_OFFSET);
+
+    g_test_message("3. The guest converts the 4K page at GPA 0x%" PRIx64
+                   " to private: KVM PSMASHes the 2M RMP entry and "
+                   "RMPUPDATEs that page (assigned, ASID %d).",
+                   private + IOVA_OFFSET, RMP_ASID);
+    rmp_psmash(s, region);
+    rmp_update(s, private, "4k", true, RMP_ASID, private + IOVA_OFFSET,
+               true);
+    g_test_message("   Nobody touches the IO page table: it still maps "
+                   "the region with one 2M page.");
+
+    fill(s, SCRATCH_SPA, 0x6b);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, shared + IOVA_OFFSET);
+    g_assert_false(holds(s, shared, 0x6b));
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_test_message("4. edu writes to the same, still shared, page: the walk "
+                   "ends at 2M, the RMP region is now 4K entries: RMP "
+                   "page fault, the DMA is lost.");
+    say_fault(ev);
+    say_event(s);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "reason"), ==,
+                    "page-size-mismatch");
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, EVT_FLAG_RW,
+                 shared + IOVA_OFFSET);
+
+    g_test_message("5. The fix: map the region with 4K IO pages, as the "
+                   "RMP now is, and invalidate the IOTLB.");
+    qtest_writeq(s->qts, s->root + ((iova_base >> 30) & 0x1ff) * 8, 0);
+    for (uint64_t off = 0; off < M2; off += K4) {
+        map_page(s, iova_base + off, region + off, K4);
+    }
+    inval_all_pages(s);
+    dma_write(s, shared + IOVA_OFFSET);
+    g_assert_true(holds(s, shared, 0x6b));
+    g_assert_null(take_rmp_fault(s));
+    g_test_message("   edu writes to the shared page again: 4K IO page, 4K "
+                   "RMP entry, hypervisor-owned: the data arrives.");
+    dma_write(s, private + IOVA_OFFSET);
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_test_message("   A DMA to the private page still faults, as it must:");
+    say_fault(ev);
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, EVT_FLAG_RW,
+                 private + IOVA_OFFSET);
+    test_end(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1124,5 +1234,6 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu-snp/migration", test_migration);
     qtest_add_func("/amd-iommu-snp/hostile-guest", test_hostile_guest);
     qtest_add_func("/amd-iommu-snp/event-devid", test_event_devid);
+    qtest_add_func("/amd-iommu-snp/demo/2023-rmp-fault", test_demo_2023_bug);
     return g_test_run();
 }

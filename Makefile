@@ -1,0 +1,58 @@
+# snp-viommu: AMD SEV-SNP RMP checks in QEMU's amd-iommu, without SNP
+# hardware.  See README.md.
+#
+#   make          build the fork and run the demonstration (the main job)
+#   make check    build and run every test
+#   make bench    print the benchmark figures
+
+BUILD    ?= build
+QEMU_SRC  = subprojects/qemu
+QEMU_BLD  = $(BUILD)/qemu
+CORE_BLD  = $(BUILD)/core
+export CCACHE_DIR ?= $(CURDIR)/$(BUILD)/ccache
+
+QTESTS    = amd-iommu-snp-test bios-tables-test intel-iommu-test qom-test \
+            device-introspect-test
+NINJA_TARGETS = qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
+
+.PHONY: all build demo check check-unit check-qtest bench checkpatch clean
+
+all: build demo
+
+# configure is re-run whenever our tree or the patch series changes; it
+# only redoes what changed (see scripts/graft.sh).
+$(BUILD)/config.mak: configure scripts/graft.sh scripts/install-deps.sh \
+                     patches/series $(wildcard patches/*.patch)
+	./configure --build-dir=$(CURDIR)/$(BUILD)
+
+build: $(BUILD)/config.mak
+	./configure --build-dir=$(CURDIR)/$(BUILD) >/dev/null
+	ninja -C $(QEMU_BLD) $(NINJA_TARGETS)
+	@test -f $(CORE_BLD)/build.ninja || meson setup $(CORE_BLD) .
+	ninja -C $(CORE_BLD)
+
+demo: build
+	@QTEST_QEMU_BINARY=$(QEMU_BLD)/qemu-system-x86_64 \
+	    $(QEMU_BLD)/tests/qtest/amd-iommu-snp-test \
+	    -p /x86_64/amd-iommu-snp/demo/2023-rmp-fault | \
+	    sed -n 's/^# \([0-9= ]\)/\1/p; /^ok/p; /^not ok/p'
+
+check-unit: build
+	meson test -C $(CORE_BLD) --print-errorlogs
+
+check-qtest: build
+	scripts/run-qtests.sh $(QEMU_SRC) $(CURDIR)/$(QEMU_BLD)
+
+check: check-unit check-qtest
+
+bench: build
+	$(CORE_BLD)/bench-snp-rmp
+	scripts/bench-translate.sh $(CURDIR)/$(QEMU_BLD)
+
+checkpatch: $(BUILD)/config.mak
+	$(QEMU_SRC)/scripts/checkpatch.pl --no-tree -f \
+	    $$(git ls-files '*.c' '*.h')
+	$(QEMU_SRC)/scripts/checkpatch.pl --no-tree patches/*.patch
+
+clean:
+	rm -rf $(BUILD)
