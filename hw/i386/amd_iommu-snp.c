@@ -18,6 +18,13 @@
 #include "amd_iommu.h"
 #include "trace.h"
 
+static void amdvi_snp_rmp_changed(Notifier *n, void *data)
+{
+    AMDVISnp *snp = container_of(n, AMDVISnp, rmp_changed);
+
+    snp->gen++;
+}
+
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
 {
     if (!snp->enabled) {
@@ -43,6 +50,9 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
     }
     snp->table = snp_rmp_get_table(snp->rmp);
     snp->bindings = g_array_new(false, false, sizeof(AMDVISnpBinding));
+    snp->gen = 1;               /* IOTLB entries start at 0: unchecked */
+    snp->rmp_changed.notify = amdvi_snp_rmp_changed;
+    snp_rmp_add_change_notifier(snp->rmp, &snp->rmp_changed);
     return true;
 }
 
@@ -127,13 +137,13 @@ static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
                                   reason_to_qapi(result), write);
 }
 
-bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
-                         hwaddr iova, IOMMUAccessFlags flag,
-                         IOMMUTLBEntry *ret, uint64_t evt[2])
+bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                              hwaddr iova, IOMMUAccessFlags flag,
+                              IOMMUTLBEntry *ret, uint64_t *verdict_gen,
+                              uint64_t evt[2])
 {
     uint64_t io_page_size = ret->addr_mask + 1;
     SnpRmpSize check = snp_rmp_check_size(io_page_size);
-    hwaddr mask = snp_rmp_size_bytes(check) - 1;
     hwaddr spa = (ret->translated_addr & ~ret->addr_mask) |
                  (iova & ret->addr_mask);
     SnpRmpSize rmp_size = check;
@@ -150,11 +160,9 @@ bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
     result = snp_rmp_check_dma(snp->table, spa, iova, check, asid,
                                &rmp_size);
     if (result == SNP_RMP_CHECK_OK || result == SNP_RMP_CHECK_NOT_RAM) {
-        /* R1: the IOTLB entry covers the check size, not the IO page */
-        if (ret->addr_mask > mask) {
-            ret->addr_mask = mask;
-            ret->iova = iova & ~mask;
-            ret->translated_addr = spa & ~mask;
+        amdvi_snp_narrow(ret, iova);
+        if (verdict_gen) {
+            *verdict_gen = snp->gen;
         }
         return true;
     }
@@ -237,6 +245,7 @@ void qmp_snp_iommu_bind_device(const char *device, uint32_t asid,
         object_ref(OBJECT(b.dev));
         g_array_append_val(snp->bindings, b);
     }
+    snp->gen++;
     trace_amdvi_snp_bind(device, asid);
 }
 
@@ -260,5 +269,6 @@ void qmp_snp_iommu_unbind_device(const char *device, Error **errp)
     }
     g_array_remove_index_fast(snp->bindings, i);
     object_unref(OBJECT(dev));
+    snp->gen++;
     trace_amdvi_snp_bind(device, SNP_RMP_ASID_NONE);
 }

@@ -1215,6 +1215,49 @@ static void test_demo_2023_bug(void)
     test_end(s);
 }
 
+/*
+ * Workloads for "make bench" (run with -m perf only): N DMAs of one 4K
+ * page that hit the IOTLB, or that each walk the page table after an
+ * INVALIDATE_IOMMU_PAGES.  scripts/bench-translate.sh counts the
+ * instructions amdvi_translate() executes for them.
+ */
+#define BENCH_DMAS 400
+
+static void bench_dma(bool snp, bool walk)
+{
+    TestState *s = test_start(snp, NULL);
+    uint64_t iova = page_spa(K4) + IOVA_OFFSET;
+
+    for (int i = 0; i < BENCH_DMAS; i++) {
+        if (walk) {
+            inval_all_pages(s);
+        }
+        edu_dma(s, iova, EDU_BUF, 0);
+    }
+    expect_no_event(s);
+    test_end(s);
+}
+
+static void bench_hit_snp_off(void)
+{
+    bench_dma(false, false);
+}
+
+static void bench_hit_snp_on(void)
+{
+    bench_dma(true, false);
+}
+
+static void bench_walk_snp_off(void)
+{
+    bench_dma(false, true);
+}
+
+static void bench_walk_snp_on(void)
+{
+    bench_dma(true, true);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1235,5 +1278,12 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu-snp/hostile-guest", test_hostile_guest);
     qtest_add_func("/amd-iommu-snp/event-devid", test_event_devid);
     qtest_add_func("/amd-iommu-snp/demo/2023-rmp-fault", test_demo_2023_bug);
+    if (g_test_perf()) {
+        qtest_add_func("/amd-iommu-snp/perf/hit-snp-off", bench_hit_snp_off);
+        qtest_add_func("/amd-iommu-snp/perf/hit-snp-on", bench_hit_snp_on);
+        qtest_add_func("/amd-iommu-snp/perf/walk-snp-off",
+                       bench_walk_snp_off);
+        qtest_add_func("/amd-iommu-snp/perf/walk-snp-on", bench_walk_snp_on);
+    }
     return g_test_run();
 }

@@ -36,6 +36,12 @@ typedef struct AMDVISnp {
     SnpRmp *rmp;                /* "rmp" link */
     SnpRmpTable *table;
     GArray *bindings;           /* AMDVISnpBinding: TEE-IO devices */
+    /*
+     * Bumped on every change of the RMP or of the bindings: an IOTLB
+     * entry that passed the check in generation @gen passes it again.
+     */
+    uint64_t gen;
+    Notifier rmp_changed;
 } AMDVISnp;
 
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
@@ -47,9 +53,45 @@ void amdvi_snp_reset(AMDVISnp *snp);
  * true is returned.  On failure @ret loses its permissions and, for an
  * access (@flag not IOMMU_NONE), @evt holds the RMP_PAGE_FAULT event to
  * log and false is returned.
+ *
+ * @verdict_gen, when not NULL, belongs to the IOTLB entry @ret came from:
+ * the generation in which that entry last passed.  It saves the RMP
+ * lookup on IOTLB hits while nothing changed, and is updated on success.
  */
-bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
-                         hwaddr iova, IOMMUAccessFlags flag,
-                         IOMMUTLBEntry *ret, uint64_t evt[2]);
+/* R1: a translation covers the RMP check size, not the whole IO page */
+static inline void amdvi_snp_narrow(IOMMUTLBEntry *ret, hwaddr iova)
+{
+    hwaddr mask = ret->addr_mask >= SNP_RMP_BYTES_2M - 1 ?
+                  SNP_RMP_BYTES_2M - 1 : SNP_RMP_BYTES_4K - 1;
+
+    if (ret->addr_mask > mask) {
+        hwaddr spa = ret->translated_addr | (iova & ret->addr_mask);
+
+        ret->addr_mask = mask;
+        ret->iova = iova & ~mask;
+        ret->translated_addr = spa & ~mask;
+    }
+}
+
+bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                              hwaddr iova, IOMMUAccessFlags flag,
+                              IOMMUTLBEntry *ret, uint64_t *verdict_gen,
+                              uint64_t evt[2]);
+
+static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
+                                       uint8_t devfn, hwaddr iova,
+                                       IOMMUAccessFlags flag,
+                                       IOMMUTLBEntry *ret,
+                                       uint64_t *verdict_gen,
+                                       uint64_t evt[2])
+{
+    /* The IOTLB hit path: nothing changed since this entry passed */
+    if (likely(verdict_gen && *verdict_gen == snp->gen)) {
+        amdvi_snp_narrow(ret, iova);
+        return true;
+    }
+    return amdvi_snp_check_dma_slow(snp, bus, devfn, iova, flag, ret,
+                                    verdict_gen, evt);
+}
 
 #endif
