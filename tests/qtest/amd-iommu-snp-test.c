@@ -536,8 +536,8 @@ static void run_case(TestState *s, const MatrixCase *c)
     const char *reason = expected_fault(c);
     QDict *ev;
 
+    /* no IOTLB invalidation: R5 says the RMP change counts at once */
     rmp_setup(s, c, spa, iova);
-    inval_all_pages(s);
 
     if (c->write) {
         fill(s, SCRATCH_SPA, 0x11);
@@ -639,6 +639,26 @@ static void test_rmp_change_after_iotlb_hit(void)
     g_assert_true(holds(s, spa, 0x55));
     g_assert_null(take_rmp_fault(s));
     expect_no_event(s);
+
+    /* unbinding a TEE-IO device counts at once too */
+    spa = page_spa(K4);
+    iova = spa + IOVA_OFFSET;
+    rmp_update(s, spa, "4k", true, RMP_ASID, iova, true);
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'snp-iommu-bind-device',"
+                             " 'arguments': { 'device': 'edu0', 'asid': %u"
+                             " } }", RMP_ASID);
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x55));
+    g_assert_null(take_rmp_fault(s));
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'snp-iommu-unbind-device',"
+                             " 'arguments': { 'device': 'edu0' } }");
+    dma_read(s, iova);
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "reason"), ==,
+                    "assigned");
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, 0, iova);
     test_end(s);
 }
 
