@@ -1,6 +1,12 @@
 /*
  * SEV-SNP Reverse Map Table (RMP) model
  *
+ * Storage.  The attributes of an entry (assigned, ASID, validated,
+ * immutable, and its GPA as an offset from its SPA) form a "class"; the
+ * entries of a guest's contiguous memory all share one class, so a 2M entry
+ * is a 32-bit slot naming its class and a smashed region is 512 32-bit
+ * class ids.  Class 0 is the fresh, hypervisor-owned entry with GPA 0.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -8,18 +14,39 @@
 #include "hw/i386/snp-rmp-table.h"
 
 /*
- * Each 2M region has a 32-bit slot.  The two fresh states need no record;
- * any other state lives in records[slot - SLOT_FIRST_RECORD].
+ * One slot per 2M region:
+ *   0            512 fresh 4K entries (no record)
+ *   odd          one 2M entry of class slot >> 1 (1: the fresh 2M entry)
+ *   even, >= 2   512 4K entries in records[(slot >> 1) - 1]
  */
-enum {
-    SLOT_FRESH_4K = 0,      /* 512 hypervisor-owned 4K entries */
-    SLOT_FRESH_2M = 1,      /* one hypervisor-owned 2M entry */
-    SLOT_FIRST_RECORD = 2,
-};
+#define SLOT_FRESH_4K       0u
+#define SLOT_IS_2M(s)       ((s) & 1)
+#define SLOT_2M(cls)        ((uint32_t)(cls) << 1 | 1)
+#define SLOT_CLASS(s)       ((s) >> 1)
+#define SLOT_RECORD(i)      ((uint32_t)((i) + 1) << 1)
+#define SLOT_RECORD_INDEX(s) (((s) >> 1) - 1)
+
+#define CLASS_FRESH         0u
+
+#define FLAG_ASSIGNED       1u
+#define FLAG_VALIDATED      2u
+#define FLAG_IMMUTABLE      4u
+#define FLAG_GPA_ZERO       8u      /* the GPA is 0, whatever the SPA */
+
+typedef struct SnpRmpClassKey {
+    uint64_t gpa_delta;             /* GPA - SPA, modulo 2^64 */
+    uint32_t asid;
+    uint32_t flags;
+} SnpRmpClassKey;
+
+typedef struct SnpRmpClass {
+    SnpRmpClassKey key;
+    uint32_t refs;                  /* entries using it; free when 0 */
+} SnpRmpClass;
 
 typedef struct SnpRmpRecord {
-    bool is_2m;
-    SnpRmpAttrs e[];        /* one entry if is_2m, else 512 */
+    uint32_t nonfresh;              /* entries not of CLASS_FRESH */
+    uint32_t cls[SNP_RMP_PAGES_PER_2M];
 } SnpRmpRecord;
 
 struct SnpRmpTable {
@@ -27,19 +54,112 @@ struct SnpRmpTable {
     unsigned n_ram;
     uint64_t n_regions;
     uint32_t *slots;
+
     SnpRmpRecord **records;
-    uint32_t n_records;     /* used and free */
-    uint32_t *free_records; /* stack of free record indexes */
-    uint32_t n_free;
-    size_t record_bytes;
+    uint32_t n_records;             /* used and free */
+    GArray *free_records;           /* uint32_t indexes */
+
+    SnpRmpClass *classes;
+    uint32_t n_classes;             /* used and free */
+    GArray *free_classes;           /* uint32_t ids */
+    GHashTable *class_ids;          /* SnpRmpClassKey * -> id + 1 */
 };
 
-static const SnpRmpAttrs fresh_attrs;
-
-static bool attrs_fresh(const SnpRmpAttrs *a)
+static guint class_key_hash(gconstpointer p)
 {
-    return !a->assigned && !a->validated && !a->immutable && !a->asid &&
-           !a->gpa;
+    const SnpRmpClassKey *k = p;
+
+    return g_int64_hash(&k->gpa_delta) ^ (k->asid * 0x9e3779b1u) ^ k->flags;
+}
+
+static gboolean class_key_equal(gconstpointer a, gconstpointer b)
+{
+    return !memcmp(a, b, sizeof(SnpRmpClassKey));
+}
+
+static SnpRmpClassKey class_key(const SnpRmpAttrs *a, uint64_t spa)
+{
+    SnpRmpClassKey k = {
+        .asid = a->asid,
+        .flags = (a->assigned ? FLAG_ASSIGNED : 0) |
+                 (a->validated ? FLAG_VALIDATED : 0) |
+                 (a->immutable ? FLAG_IMMUTABLE : 0),
+    };
+
+    if (a->gpa) {
+        k.gpa_delta = a->gpa - spa;
+    } else {
+        k.flags |= FLAG_GPA_ZERO;
+    }
+    return k;
+}
+
+/* A reference to the class of @k, created if needed */
+static uint32_t class_ref(SnpRmpTable *t, const SnpRmpClassKey *k,
+                          uint32_t refs)
+{
+    gpointer v = g_hash_table_lookup(t->class_ids, k);
+    uint32_t id;
+
+    if (v) {
+        id = GPOINTER_TO_UINT(v) - 1;
+    } else {
+        if (t->free_classes->len) {
+            id = g_array_index(t->free_classes, uint32_t,
+                               t->free_classes->len - 1);
+            g_array_set_size(t->free_classes, t->free_classes->len - 1);
+        } else {
+            id = t->n_classes++;
+            t->classes = g_renew(SnpRmpClass, t->classes, t->n_classes);
+        }
+        t->classes[id] = (SnpRmpClass) { .key = *k };
+        g_hash_table_insert(t->class_ids, g_memdup2(k, sizeof(*k)),
+                            GUINT_TO_POINTER(id + 1));
+    }
+    if (id != CLASS_FRESH) {
+        t->classes[id].refs += refs;
+    }
+    return id;
+}
+
+static void class_unref(SnpRmpTable *t, uint32_t id, uint32_t refs)
+{
+    if (id == CLASS_FRESH) {
+        return;
+    }
+    assert(t->classes[id].refs >= refs);
+    t->classes[id].refs -= refs;
+    if (!t->classes[id].refs) {
+        g_hash_table_remove(t->class_ids, &t->classes[id].key);
+        g_array_append_val(t->free_classes, id);
+    }
+}
+
+static void class_attrs(const SnpRmpTable *t, uint32_t id, uint64_t spa,
+                        SnpRmpAttrs *a)
+{
+    const SnpRmpClassKey *k = &t->classes[id].key;
+
+    a->assigned = k->flags & FLAG_ASSIGNED;
+    a->validated = k->flags & FLAG_VALIDATED;
+    a->immutable = k->flags & FLAG_IMMUTABLE;
+    a->asid = k->asid;
+    a->gpa = k->flags & FLAG_GPA_ZERO ? 0 : spa + k->gpa_delta;
+}
+
+static void classes_init(SnpRmpTable *t)
+{
+    SnpRmpAttrs fresh = { 0 };
+    SnpRmpClassKey k = class_key(&fresh, 0);
+
+    t->n_classes = 0;
+    g_free(t->classes);
+    t->classes = NULL;
+    g_array_set_size(t->free_classes, 0);
+    g_hash_table_remove_all(t->class_ids);
+    if (class_ref(t, &k, 0) != CLASS_FRESH) {
+        g_assert_not_reached();
+    }
 }
 
 SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n)
@@ -54,32 +174,56 @@ SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n)
     }
     t->n_regions = DIV_ROUND_UP(top, SNP_RMP_BYTES_2M);
     t->slots = g_new0(uint32_t, t->n_regions);
+    t->free_records = g_array_new(false, false, sizeof(uint32_t));
+    t->free_classes = g_array_new(false, false, sizeof(uint32_t));
+    t->class_ids = g_hash_table_new_full(class_key_hash, class_key_equal,
+                                         g_free, NULL);
+    classes_init(t);
     return t;
 }
 
-static void record_free(SnpRmpTable *t, uint32_t slot)
+static SnpRmpRecord *region_record(const SnpRmpTable *t, uint64_t region)
 {
-    uint32_t i = slot - SLOT_FIRST_RECORD;
-    SnpRmpRecord *r = t->records[i];
+    uint32_t slot = t->slots[region];
 
-    t->record_bytes -= sizeof(*r) +
-        (r->is_2m ? 1 : SNP_RMP_PAGES_PER_2M) * sizeof(SnpRmpAttrs);
-    g_free(r);
-    t->records[i] = NULL;
-    t->free_records[t->n_free++] = i;
+    return slot != SLOT_FRESH_4K && !SLOT_IS_2M(slot) ?
+           t->records[SLOT_RECORD_INDEX(slot)] : NULL;
+}
+
+/* Drop what region @region holds, leaving its slot to the caller */
+static void region_release(SnpRmpTable *t, uint64_t region)
+{
+    uint32_t slot = t->slots[region];
+    uint32_t i;
+    SnpRmpRecord *r;
+
+    if (SLOT_IS_2M(slot)) {
+        class_unref(t, SLOT_CLASS(slot), 1);
+    } else if (slot != SLOT_FRESH_4K) {
+        i = SLOT_RECORD_INDEX(slot);
+        r = t->records[i];
+        for (unsigned j = 0; j < SNP_RMP_PAGES_PER_2M && r->nonfresh; j++) {
+            if (r->cls[j] != CLASS_FRESH) {
+                class_unref(t, r->cls[j], 1);
+            }
+        }
+        g_free(r);
+        t->records[i] = NULL;
+        g_array_append_val(t->free_records, i);
+    }
+    t->slots[region] = SLOT_FRESH_4K;
 }
 
 void snp_rmp_table_reset(SnpRmpTable *t)
 {
     for (uint64_t i = 0; i < t->n_regions; i++) {
-        if (t->slots[i] >= SLOT_FIRST_RECORD) {
-            record_free(t, t->slots[i]);
-        }
+        g_free(region_record(t, i));
         t->slots[i] = SLOT_FRESH_4K;
     }
     g_clear_pointer(&t->records, g_free);
-    g_clear_pointer(&t->free_records, g_free);
-    t->n_records = t->n_free = 0;
+    t->n_records = 0;
+    g_array_set_size(t->free_records, 0);
+    classes_init(t);
 }
 
 void snp_rmp_table_free(SnpRmpTable *t)
@@ -88,29 +232,13 @@ void snp_rmp_table_free(SnpRmpTable *t)
         return;
     }
     snp_rmp_table_reset(t);
+    g_hash_table_destroy(t->class_ids);
+    g_array_free(t->free_classes, true);
+    g_array_free(t->free_records, true);
+    g_free(t->classes);
     g_free(t->slots);
     g_free(t->ram);
     g_free(t);
-}
-
-bool snp_rmp_table_is_ram(const SnpRmpTable *t, uint64_t spa)
-{
-    for (unsigned i = 0; i < t->n_ram; i++) {
-        if (spa >= t->ram[i].start && spa - t->ram[i].start < t->ram[i].size) {
-            return true;
-        }
-    }
-    return false;
-}
-
-uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t)
-{
-    uint64_t top = 0;
-
-    for (unsigned i = 0; i < t->n_ram; i++) {
-        top = MAX(top, t->ram[i].start + t->ram[i].size);
-    }
-    return top;
 }
 
 static bool range_is_ram(const SnpRmpTable *t, uint64_t spa, uint64_t len)
@@ -124,97 +252,88 @@ static bool range_is_ram(const SnpRmpTable *t, uint64_t spa, uint64_t len)
     return false;
 }
 
-static SnpRmpRecord *record_alloc(SnpRmpTable *t, uint64_t region, bool is_2m)
+bool snp_rmp_table_is_ram(const SnpRmpTable *t, uint64_t spa)
 {
-    size_t n = is_2m ? 1 : SNP_RMP_PAGES_PER_2M;
-    size_t bytes = sizeof(SnpRmpRecord) + n * sizeof(SnpRmpAttrs);
-    SnpRmpRecord *r = g_malloc0(bytes);
+    return range_is_ram(t, spa, 1);
+}
+
+uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t)
+{
+    uint64_t top = 0;
+
+    for (unsigned i = 0; i < t->n_ram; i++) {
+        top = MAX(top, t->ram[i].start + t->ram[i].size);
+    }
+    return top;
+}
+
+/* A record of 512 fresh 4K entries for @region */
+static SnpRmpRecord *record_alloc(SnpRmpTable *t, uint64_t region)
+{
     uint32_t i;
 
-    r->is_2m = is_2m;
-    if (t->n_free) {
-        i = t->free_records[--t->n_free];
+    if (t->free_records->len) {
+        i = g_array_index(t->free_records, uint32_t,
+                          t->free_records->len - 1);
+        g_array_set_size(t->free_records, t->free_records->len - 1);
     } else {
         i = t->n_records++;
         t->records = g_renew(SnpRmpRecord *, t->records, t->n_records);
-        t->free_records = g_renew(uint32_t, t->free_records, t->n_records);
     }
-    t->records[i] = r;
-    t->record_bytes += bytes;
-    assert(!t->slots[region] || t->slots[region] == SLOT_FRESH_2M);
-    t->slots[region] = i + SLOT_FIRST_RECORD;
-    return r;
-}
-
-static SnpRmpRecord *region_record(const SnpRmpTable *t, uint64_t region)
-{
-    uint32_t slot = t->slots[region];
-
-    return slot >= SLOT_FIRST_RECORD ? t->records[slot - SLOT_FIRST_RECORD]
-                                     : NULL;
-}
-
-static bool region_is_2m(const SnpRmpTable *t, uint64_t region)
-{
-    SnpRmpRecord *r = region_record(t, region);
-
-    return r ? r->is_2m : t->slots[region] == SLOT_FRESH_2M;
-}
-
-/* Drop the record of a region whose entries are all fresh again. */
-static void region_canonicalize(SnpRmpTable *t, uint64_t region)
-{
-    SnpRmpRecord *r = region_record(t, region);
-    bool is_2m;
-
-    if (!r) {
-        return;
-    }
-    is_2m = r->is_2m;
-    for (size_t i = 0; i < (is_2m ? 1 : SNP_RMP_PAGES_PER_2M); i++) {
-        if (!attrs_fresh(&r->e[i])) {
-            return;
-        }
-    }
-    record_free(t, t->slots[region]);
-    t->slots[region] = is_2m ? SLOT_FRESH_2M : SLOT_FRESH_4K;
+    t->records[i] = g_new0(SnpRmpRecord, 1);
+    t->slots[region] = SLOT_RECORD(i);
+    return t->records[i];
 }
 
 bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
                           SnpRmpPage *page)
 {
     uint64_t region = spa >> SNP_RMP_SHIFT_2M;
-    SnpRmpRecord *r;
+    uint64_t base = region << SNP_RMP_SHIFT_2M;
+    uint32_t slot;
 
-    if (region >= t->n_regions || !snp_rmp_table_is_ram(t, spa)) {
+    if (region >= t->n_regions || !range_is_ram(t, spa, 1)) {
         return false;
     }
-    r = region_record(t, region);
-    if (!r) {
-        page->attrs = fresh_attrs;
-        page->size = SNP_RMP_SIZE_4K;
-        if (t->slots[region] == SLOT_FRESH_2M) {
-            page->size = SNP_RMP_SIZE_2M;
-            page->attrs.gpa = spa & (SNP_RMP_BYTES_2M -
-                                     SNP_RMP_BYTES_4K);
-        }
-    } else if (r->is_2m) {
+    slot = t->slots[region];
+    spa &= ~(SNP_RMP_BYTES_4K - 1);
+    if (SLOT_IS_2M(slot)) {
         page->size = SNP_RMP_SIZE_2M;
-        page->attrs = r->e[0];
-        page->attrs.gpa += spa & (SNP_RMP_BYTES_2M - SNP_RMP_BYTES_4K);
+        class_attrs(t, SLOT_CLASS(slot), base, &page->attrs);
+        page->attrs.gpa += spa - base;
     } else {
+        SnpRmpRecord *r = region_record(t, region);
+
         page->size = SNP_RMP_SIZE_4K;
-        page->attrs = r->e[(spa >> SNP_RMP_SHIFT_4K) %
-                           SNP_RMP_PAGES_PER_2M];
+        class_attrs(t, r ? r->cls[(spa - base) >> SNP_RMP_SHIFT_4K]
+                         : CLASS_FRESH, spa, &page->attrs);
     }
     return true;
+}
+
+static bool region_has(const SnpRmpTable *t, uint64_t region,
+                       uint32_t flag)
+{
+    uint32_t slot = t->slots[region];
+    SnpRmpRecord *r = region_record(t, region);
+
+    if (SLOT_IS_2M(slot)) {
+        return t->classes[SLOT_CLASS(slot)].key.flags & flag;
+    }
+    for (unsigned i = 0; r && r->nonfresh && i < SNP_RMP_PAGES_PER_2M; i++) {
+        if (t->classes[r->cls[i]].key.flags & flag) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
                               const SnpRmpAttrs *attrs)
 {
     uint64_t region = spa >> SNP_RMP_SHIFT_2M;
-    SnpRmpRecord *r;
+    SnpRmpClassKey k;
+    uint32_t id;
 
     if ((spa | attrs->gpa) & (SNP_RMP_BYTES_2M - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
@@ -222,28 +341,18 @@ static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
     if (!range_is_ram(t, spa, SNP_RMP_BYTES_2M)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
-    r = region_record(t, region);
-    if (r) {
-        size_t n = r->is_2m ? 1 : SNP_RMP_PAGES_PER_2M;
-
-        for (size_t i = 0; i < n; i++) {
-            if (r->e[i].immutable) {
-                return SNP_RMP_ERR_IMMUTABLE;
-            }
-        }
-        /* RMPUPDATE: a 2M assign may not overlap assigned 4K pages */
-        for (size_t i = 0; attrs->assigned && !r->is_2m && i < n; i++) {
-            if (r->e[i].assigned) {
-                return SNP_RMP_ERR_OVERLAP;
-            }
-        }
-        record_free(t, t->slots[region]);
+    if (region_has(t, region, FLAG_IMMUTABLE)) {
+        return SNP_RMP_ERR_IMMUTABLE;
     }
-    t->slots[region] = SLOT_FRESH_2M;
-    if (!attrs_fresh(attrs)) {
-        r = record_alloc(t, region, true);
-        r->e[0] = *attrs;
+    /* RMPUPDATE: a 2M assign may not overlap assigned 4K pages */
+    if (attrs->assigned && !SLOT_IS_2M(t->slots[region]) &&
+        region_has(t, region, FLAG_ASSIGNED)) {
+        return SNP_RMP_ERR_OVERLAP;
     }
+    k = class_key(attrs, spa);
+    id = class_ref(t, &k, 1);   /* before the release: it may be shared */
+    region_release(t, region);
+    t->slots[region] = SLOT_2M(id);
     return SNP_RMP_OK;
 }
 
@@ -251,8 +360,10 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
                               const SnpRmpAttrs *attrs)
 {
     uint64_t region = spa >> SNP_RMP_SHIFT_2M;
+    unsigned idx = (spa >> SNP_RMP_SHIFT_4K) % SNP_RMP_PAGES_PER_2M;
+    SnpRmpClassKey k;
     SnpRmpRecord *r;
-    SnpRmpAttrs *e;
+    uint32_t old, id;
 
     if ((spa | attrs->gpa) & (SNP_RMP_BYTES_4K - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
@@ -260,22 +371,29 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
     if (!range_is_ram(t, spa, SNP_RMP_BYTES_4K)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
-    if (region_is_2m(t, region)) {
+    if (SLOT_IS_2M(t->slots[region])) {
         return SNP_RMP_ERR_IS_2M;
     }
     r = region_record(t, region);
-    if (!r) {
-        if (attrs_fresh(attrs)) {
-            return SNP_RMP_OK;
-        }
-        r = record_alloc(t, region, false);
-    }
-    e = &r->e[(spa >> SNP_RMP_SHIFT_4K) % SNP_RMP_PAGES_PER_2M];
-    if (e->immutable) {
+    old = r ? r->cls[idx] : CLASS_FRESH;
+    if (t->classes[old].key.flags & FLAG_IMMUTABLE) {
         return SNP_RMP_ERR_IMMUTABLE;
     }
-    *e = *attrs;
-    region_canonicalize(t, region);
+    k = class_key(attrs, spa);
+    id = class_ref(t, &k, 1);
+    if (id == old) {
+        class_unref(t, id, 1);
+        return SNP_RMP_OK;
+    }
+    if (!r) {
+        r = record_alloc(t, region);
+    }
+    r->cls[idx] = id;
+    r->nonfresh += (id != CLASS_FRESH) - (old != CLASS_FRESH);
+    class_unref(t, old, 1);
+    if (!r->nonfresh) {
+        region_release(t, region);      /* all fresh again: no record */
+    }
     return SNP_RMP_OK;
 }
 
@@ -289,8 +407,9 @@ SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
 SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
 {
     uint64_t region = spa >> SNP_RMP_SHIFT_2M;
-    SnpRmpRecord *r2m, *r4k;
-    SnpRmpAttrs attrs;
+    SnpRmpClassKey k;
+    SnpRmpRecord *r;
+    uint32_t slot, id;
 
     if (spa & (SNP_RMP_BYTES_2M - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
@@ -298,30 +417,40 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
     if (!range_is_ram(t, spa, SNP_RMP_BYTES_2M)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
-    if (!region_is_2m(t, region)) {
+    slot = t->slots[region];
+    if (!SLOT_IS_2M(slot)) {
         return SNP_RMP_ERR_NOT_2M;
     }
-    r2m = region_record(t, region);
-    attrs = r2m ? r2m->e[0] : fresh_attrs;
-    if (r2m) {
-        record_free(t, t->slots[region]);
+    /* 4K entry i gets GPA + i * 4K: a GPA of 0 becomes an offset */
+    k = t->classes[SLOT_CLASS(slot)].key;
+    if (k.flags & FLAG_GPA_ZERO) {
+        k.flags &= ~FLAG_GPA_ZERO;
+        k.gpa_delta = -spa;
     }
-    t->slots[region] = SLOT_FRESH_4K;
-    /* Each 4K entry gets its own GPA, so even a fresh 2M needs a record */
-    r4k = record_alloc(t, region, false);
+    id = class_ref(t, &k, SNP_RMP_PAGES_PER_2M);
+    region_release(t, region);
+    r = record_alloc(t, region);
     for (unsigned i = 0; i < SNP_RMP_PAGES_PER_2M; i++) {
-        r4k->e[i] = attrs;
-        r4k->e[i].gpa = attrs.gpa + i * SNP_RMP_BYTES_4K;
+        r->cls[i] = id;
     }
+    r->nonfresh = SNP_RMP_PAGES_PER_2M;
     return SNP_RMP_OK;
 }
 
 size_t snp_rmp_table_memory(const SnpRmpTable *t)
 {
+    /* a GLib hash table entry: key, value, hash and the key's copy */
+    const size_t hash_entry = 2 * sizeof(gpointer) + sizeof(guint) +
+                              sizeof(SnpRmpClassKey);
+
     return sizeof(*t) + t->n_ram * sizeof(*t->ram) +
            t->n_regions * sizeof(*t->slots) +
-           t->n_records * (sizeof(*t->records) + sizeof(*t->free_records)) +
-           t->record_bytes;
+           t->n_records * sizeof(*t->records) +
+           (t->n_records - t->free_records->len) * sizeof(SnpRmpRecord) +
+           t->free_records->len * sizeof(uint32_t) +
+           t->n_classes * sizeof(SnpRmpClass) +
+           t->free_classes->len * sizeof(uint32_t) +
+           g_hash_table_size(t->class_ids) * hash_entry;
 }
 
 void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
@@ -332,7 +461,7 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
         if (!range_is_ram(t, i << SNP_RMP_SHIFT_2M, 1)) {
             continue;
         }
-        if (region_is_2m(t, i)) {
+        if (SLOT_IS_2M(t->slots[i])) {
             (*regions_2m)++;
         } else {
             (*regions_4k)++;
@@ -345,28 +474,23 @@ void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
 {
     for (uint64_t i = 0; i < t->n_regions; i++) {
         uint64_t base = i << SNP_RMP_SHIFT_2M;
+        uint32_t slot = t->slots[i];
         SnpRmpRecord *r = region_record(t, i);
         SnpRmpPage page;
 
-        if (!r) {
-            if (t->slots[i] == SLOT_FRESH_2M) {
-                page.size = SNP_RMP_SIZE_2M;
-                page.attrs = fresh_attrs;
-                fn(base, &page, opaque);
-            }
-            continue;
-        }
-        if (r->is_2m) {
+        if (SLOT_IS_2M(slot)) {
             page.size = SNP_RMP_SIZE_2M;
-            page.attrs = r->e[0];
+            class_attrs(t, SLOT_CLASS(slot), base, &page.attrs);
             fn(base, &page, opaque);
             continue;
         }
         page.size = SNP_RMP_SIZE_4K;
-        for (unsigned j = 0; j < SNP_RMP_PAGES_PER_2M; j++) {
-            if (!attrs_fresh(&r->e[j])) {
-                page.attrs = r->e[j];
-                fn(base + j * SNP_RMP_BYTES_4K, &page, opaque);
+        for (unsigned j = 0; r && j < SNP_RMP_PAGES_PER_2M; j++) {
+            uint64_t spa = base + j * SNP_RMP_BYTES_4K;
+
+            if (r->cls[j] != CLASS_FRESH) {
+                class_attrs(t, r->cls[j], spa, &page.attrs);
+                fn(spa, &page, opaque);
             }
         }
     }

@@ -38,11 +38,11 @@ int main(void)
         }
     }
     printf("RMP model memory per GiB of RAM (16 GiB machine):\n");
-    printf("  fresh (never touched):        %8.0f bytes\n",
+    printf("  fresh (never touched):                 %9.0f bytes\n",
            (double)fresh / 16);
-    printf("  every region a 2M entry:      %8.0f bytes\n",
+    printf("  unsmashed: every region a private 2M:  %9.0f bytes\n",
            (double)all_2m / 16);
-    printf("  every region smashed to 4K:   %8.0f bytes\n",
+    printf("  fully smashed: 4K entries everywhere:  %9.0f bytes\n",
            (double)smashed / 16);
     printf("RMP lookup (smashed table): %.1f ns per lookup (%" PRIu64
            " lookups, %" PRIu64 " assigned)\n",

@@ -219,17 +219,34 @@ static void test_memory(void)
     size_t fresh = snp_rmp_table_memory(t);
 
     g_assert_cmpuint(fresh, <, 4096);
+    /* a guest's contiguous private memory, all 2M entries */
     for (uint64_t spa = 0; spa < gib.size; spa += M2) {
+        a.gpa = spa + (1ULL << 32);
+        g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_2M, &a),
+                        ==, SNP_RMP_OK);
+    }
+    g_assert_cmpuint(snp_rmp_table_memory(t), <, 4096);
+    /* smashed: one 32-bit class id per 4K entry */
+    for (uint64_t spa = 0; spa < gib.size; spa += M2) {
+        g_assert_cmpint(snp_rmp_table_psmash(t, spa), ==, SNP_RMP_OK);
+    }
+    g_assert_cmpuint(snp_rmp_table_memory(t), >=, 512 * 512 * 4);
+    g_assert_cmpuint(snp_rmp_table_memory(t), <, 512 * 512 * 4 + 64 * 1024);
+    g_assert_cmphex(page_at(t, 5 * M2 + 3 * K4).attrs.gpa, ==,
+                    (1ULL << 32) + 5 * M2 + 3 * K4);
+    snp_rmp_table_reset(t);
+    g_assert_cmpuint(snp_rmp_table_memory(t), ==, fresh);
+    /* GPAs in no order: a class per region, still small */
+    for (uint64_t spa = 0; spa < gib.size; spa += M2) {
+        a.gpa = ((spa / M2) * 7919 % 512) * M2;
+        a.asid = spa / M2;
         g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_2M, &a),
                         ==, SNP_RMP_OK);
     }
     g_assert_cmpuint(snp_rmp_table_memory(t), <, 64 * 1024);
-    for (uint64_t spa = 0; spa < gib.size; spa += M2) {
-        g_assert_cmpint(snp_rmp_table_psmash(t, spa), ==, SNP_RMP_OK);
-    }
-    g_assert_cmpuint(snp_rmp_table_memory(t), >, 512 * 512 * sizeof(a));
-    snp_rmp_table_reset(t);
-    g_assert_cmpuint(snp_rmp_table_memory(t), ==, fresh);
+    g_assert_cmpuint(page_at(t, 7 * M2).attrs.asid, ==, 7);
+    g_assert_cmphex(page_at(t, 7 * M2 + K4).attrs.gpa, ==,
+                    (7 * 7919 % 512) * M2 + K4);
     snp_rmp_table_free(t);
 }
 
