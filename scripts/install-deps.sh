@@ -7,7 +7,7 @@
 set -eu
 
 BUILD_PKGS="meson ninja-build pkgconf python3-venv libglib2.0-dev libfdt-dev \
-dpkg-dev ccache seabios ipxe-qemu qemu-system-data"
+dpkg-dev ccache seabios ipxe-qemu qemu-system-data valgrind"
 BPO_PKGS="meson qemu-system-data"
 SRC_FILE=/etc/apt/sources.list.d/snp-viommu.sources
 . /etc/os-release
