@@ -1,0 +1,123 @@
+/*
+ * RMP-granularity stage-2 sync engine
+ *
+ * Keeps the IO mappings of a confidential guest's memory in one IO address
+ * space (an iommufd IOAS or a type1 container) in lockstep with the RMP:
+ * never an IO page larger than its RMP page, and the largest IO pages that
+ * are still safe.  It knows nothing of QEMU devices or of the kernel: it
+ * turns events (pages became shared or private, the RMP of a region became
+ * 4K or 2M, memory came or went) into the fewest map and unmap operations,
+ * which it issues through callbacks.
+ *
+ * Units: IOVA is the guest's physical address.  Memory is cut into regions
+ * of RMP_SYNC_REGION_PAGES pages of RMP_SYNC_PAGE_SIZE (2M regions of 4K
+ * pages); the unit tests use smaller regions through
+ * rmp_sync_engine_new_custom().
+ *
+ * Invariants after every event (docs/system/i386/amd-iommu-snp.rst):
+ *  - safety: an area never covers a whole region whose RMP is 4K, and a
+ *    region whose RMP is 2M is mapped as one area or not at all;
+ *  - policy: exactly the pages the policy asks for are mapped (a region
+ *    whose RMP is 2M but whose pages are mixed is left unmapped: counted
+ *    as a conflict);
+ *  - economy: a region that is 2M in the RMP and wanted in full is one
+ *    area; a region an event does not change is not touched; each event
+ *    costs the fewest ioctls.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_VFIO_RMP_SYNC_ENGINE_H
+#define HW_VFIO_RMP_SYNC_ENGINE_H
+
+#define RMP_SYNC_PAGE_SHIFT     12
+#define RMP_SYNC_REGION_SHIFT   21
+
+typedef enum RmpSyncPolicy {
+    RMP_SYNC_POLICY_SHARED,     /* map shared pages: ordinary devices */
+    RMP_SYNC_POLICY_ALL,        /* map private and shared: TEE-IO */
+} RmpSyncPolicy;
+
+typedef enum RmpSyncOpType {
+    RMP_SYNC_OP_UNMAP,          /* remove every area inside the range */
+    RMP_SYNC_OP_MAP,            /* create one area over the range */
+} RmpSyncOpType;
+
+typedef struct RmpSyncOp {
+    RmpSyncOpType type;
+    uint64_t iova;
+    uint64_t size;
+} RmpSyncOp;
+
+/*
+ * The backend: issue one operation and return 0 or a negative errno.  A
+ * failed operation must leave the IOAS as it was (as IOMMU_IOAS_MAP and
+ * IOMMU_IOAS_UNMAP do), so the engine can stay in step with the kernel.
+ * A future in-kernel split/merge ("cut") op would be a new op type here.
+ */
+typedef int RmpSyncIssueFn(void *opaque, const RmpSyncOp *op);
+
+/* Is the RMP of the region at @iova 2M (true) or 4K entries (false)? */
+typedef bool RmpSyncRmpIs2MFn(void *opaque, uint64_t iova);
+
+typedef struct RmpSyncStats {
+    uint64_t regions;           /* regions of memory in the engine */
+    uint64_t regions_2m;        /* mapped as one 2M area */
+    uint64_t regions_4k;        /* with mapped pages, RMP 4K */
+    uint64_t conflicts;         /* RMP 2M but mixed: left unmapped */
+    uint64_t areas;             /* IOAS areas the engine holds */
+    uint64_t mapped_pages;
+    uint64_t iotlb_entries;     /* 2M area: 1, each page otherwise: 1 */
+    uint64_t ioctls;            /* operations issued */
+    uint64_t maps, unmaps;
+    uint64_t resizes;           /* a mapped page's IO page size changed */
+    uint64_t errors;            /* operations that failed */
+    int last_error;             /* its errno (negative), 0 if none */
+    uint64_t events;
+    uint64_t memory;            /* bytes the engine holds */
+} RmpSyncStats;
+
+typedef struct RmpSyncEngine RmpSyncEngine;
+
+RmpSyncEngine *rmp_sync_engine_new(RmpSyncPolicy policy,
+                                   RmpSyncIssueFn *issue,
+                                   RmpSyncRmpIs2MFn *rmp_is_2m,
+                                   void *opaque);
+/* For tests: regions of 2^@region_order pages of 2^@page_shift bytes */
+RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncPolicy policy,
+                                          unsigned page_shift,
+                                          unsigned region_order,
+                                          RmpSyncIssueFn *issue,
+                                          RmpSyncRmpIs2MFn *rmp_is_2m,
+                                          void *opaque);
+/* Unmaps nothing: the caller tears the IOAS down */
+void rmp_sync_engine_free(RmpSyncEngine *e);
+
+/*
+ * Guest memory [@iova, @iova + @size) enters the IO address space, all of
+ * it private (an SNP guest starts with private memory) unless @shared.
+ * Returns 0, or the first error of the operations it issued.
+ */
+int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                       bool shared);
+/* The memory leaves: its areas are unmapped */
+int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size);
+
+/* Pages became shared (@shared) or private; outside memory is ignored */
+int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                        bool shared);
+
+/* The RMP of the regions over [@iova, @iova + @size) may have changed */
+int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size);
+
+void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *stats);
+
+/*
+ * Walk the areas the engine believes are mapped, in IOVA order, for
+ * checks and for "info"-style dumps.
+ */
+typedef void RmpSyncAreaFn(uint64_t iova, uint64_t size, void *opaque);
+void rmp_sync_foreach_area(RmpSyncEngine *e, RmpSyncAreaFn *fn,
+                           void *opaque);
+
+#endif

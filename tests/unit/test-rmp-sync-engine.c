@@ -1,0 +1,626 @@
+/*
+ * Unit tests of the RMP-granularity stage-2 sync engine
+ *
+ * The engine talks to a fake IOAS that behaves as iommufd's does (a map
+ * creates one area and fails over an existing one; an unmap removes the
+ * areas inside its range and fails if it would cut one or finds none).
+ * After every event the invariants are checked against the fake IOAS and
+ * an independent model of the page states and the RMP, and the number of
+ * operations per region against a brute-force optimum.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "hw/vfio/rmp-sync-engine.h"
+
+#define MAX_PAGES 4096
+
+typedef struct FakeArea {
+    uint64_t start, end;        /* pages */
+} FakeArea;
+
+typedef struct World {
+    /* the engine's view of the world is built from these alone */
+    RmpSyncPolicy policy;
+    unsigned order;             /* pages per region: 1 << order */
+    unsigned n_pages;
+    bool in_range[MAX_PAGES];
+    bool shared[MAX_PAGES];
+    bool rmp_2m[MAX_PAGES];     /* per region, indexed by region */
+    GArray *areas;              /* FakeArea, the fake IOAS */
+    GArray *ops;                /* RmpSyncOp of the current event */
+    unsigned fail_one_in;       /* inject an error every ~N ops, 0: never */
+    GRand *rnd;
+    RmpSyncEngine *e;
+} World;
+
+#define PAGE_SHIFT 12
+#define PAGE 4096ULL
+
+static int fake_issue(void *opaque, const RmpSyncOp *op)
+{
+    World *w = opaque;
+    uint64_t s = op->iova / PAGE, e = (op->iova + op->size) / PAGE;
+    bool found = false;
+
+    g_assert_cmpuint(op->iova % PAGE, ==, 0);
+    g_assert_cmpuint(op->size % PAGE, ==, 0);
+    g_assert_cmpuint(op->size, >, 0);
+    if (w->fail_one_in && !g_rand_int_range(w->rnd, 0, w->fail_one_in)) {
+        return -ENOMEM;
+    }
+    g_array_append_val(w->ops, *op);
+    if (op->type == RMP_SYNC_OP_MAP) {
+        FakeArea a = { s, e };
+
+        for (guint i = 0; i < w->areas->len; i++) {
+            FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+            g_assert_false(o->start < e && s < o->end);   /* -EEXIST */
+        }
+        for (uint64_t p = s; p < e; p++) {
+            g_assert_true(w->in_range[p]);
+        }
+        g_array_append_val(w->areas, a);
+        return 0;
+    }
+    for (guint i = 0; i < w->areas->len; i++) {
+        FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+        if (o->start < e && s < o->end) {
+            /* IOMMU_IOAS_UNMAP cannot cut an area */
+            g_assert_true(o->start >= s && o->end <= e);
+            found = true;
+        }
+    }
+    g_assert_true(found);                                 /* -ENOENT */
+    for (guint i = 0; i < w->areas->len;) {
+        FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+        if (o->start >= s && o->end <= e) {
+            g_array_remove_index_fast(w->areas, i);
+        } else {
+            i++;
+        }
+    }
+    return 0;
+}
+
+static bool fake_rmp_is_2m(void *opaque, uint64_t iova)
+{
+    World *w = opaque;
+
+    return w->rmp_2m[(iova / PAGE) >> w->order];
+}
+
+static World *world_new(RmpSyncPolicy policy, unsigned order,
+                        unsigned n_pages, guint32 seed)
+{
+    World *w = g_new0(World, 1);
+
+    g_assert_cmpuint(n_pages, <=, MAX_PAGES);
+    w->policy = policy;
+    w->order = order;
+    w->n_pages = n_pages;
+    w->areas = g_array_new(false, false, sizeof(FakeArea));
+    w->ops = g_array_new(false, false, sizeof(RmpSyncOp));
+    w->rnd = g_rand_new_with_seed(seed);
+    w->e = rmp_sync_engine_new_custom(policy, PAGE_SHIFT, order, fake_issue,
+                                      fake_rmp_is_2m, w);
+    return w;
+}
+
+static void world_free(World *w)
+{
+    rmp_sync_engine_free(w->e);
+    g_array_free(w->areas, true);
+    g_array_free(w->ops, true);
+    g_rand_free(w->rnd);
+    g_free(w);
+}
+
+static bool wanted(World *w, uint64_t p)
+{
+    return w->in_range[p] &&
+           (w->policy == RMP_SYNC_POLICY_ALL || w->shared[p]);
+}
+
+static FakeArea *area_at(World *w, uint64_t p)
+{
+    for (guint i = 0; i < w->areas->len; i++) {
+        FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+        if (p >= o->start && p < o->end) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* The layout a region must have, as the rules say, independently */
+static void check_region(World *w, uint64_t r)
+{
+    unsigned P = 1u << w->order;
+    uint64_t base = (uint64_t)r << w->order;
+    unsigned n_want = 0, n_valid = 0, n_mapped = 0;
+
+    for (unsigned i = 0; i < P && base + i < w->n_pages; i++) {
+        n_want += wanted(w, base + i);
+        n_valid += w->in_range[base + i];
+        n_mapped += area_at(w, base + i) != NULL;
+    }
+    for (unsigned i = 0; i < P && base + i < w->n_pages; i++) {
+        FakeArea *a = area_at(w, base + i);
+
+        if (!a) {
+            continue;
+        }
+        /* areas never leave their region */
+        g_assert_cmpuint(a->start, >=, base);
+        g_assert_cmpuint(a->end, <=, base + P);
+        if (w->rmp_2m[r]) {
+            /* safety: a 2M-RMP region is one 2M area */
+            g_assert_cmpuint(a->start, ==, base);
+            g_assert_cmpuint(a->end, ==, base + P);
+        } else {
+            /* safety: no area over a whole 4K-RMP region */
+            g_assert_false(a->start == base && a->end == base + P);
+        }
+    }
+    /* policy, or a conflict (2M RMP over mixed pages) left unmapped */
+    if (w->rmp_2m[r] && n_want != P) {
+        g_assert_cmpuint(n_mapped, ==, 0);
+        return;
+    }
+    for (unsigned i = 0; i < P && base + i < w->n_pages; i++) {
+        g_assert_cmpint(area_at(w, base + i) != NULL, ==,
+                        wanted(w, base + i));
+    }
+}
+
+static void check_all(World *w)
+{
+    RmpSyncStats st;
+    uint64_t iotlb_min = 0, mapped = 0;
+    unsigned P = 1u << w->order;
+
+    for (uint64_t r = 0; r * P < w->n_pages; r++) {
+        unsigned n_want = 0;
+
+        check_region(w, r);
+        for (unsigned i = 0; i < P && r * P + i < w->n_pages; i++) {
+            n_want += wanted(w, r * P + i);
+        }
+        if (w->rmp_2m[r]) {
+            iotlb_min += n_want == P;
+            mapped += n_want == P ? P : 0;
+        } else {
+            iotlb_min += n_want;
+            mapped += n_want;
+        }
+    }
+    rmp_sync_get_stats(w->e, &st);
+    /* economy: the fewest IOTLB entries safety and policy allow */
+    g_assert_cmpuint(st.iotlb_entries, ==, iotlb_min);
+    g_assert_cmpuint(st.mapped_pages, ==, mapped);
+    g_assert_cmpuint(st.areas, ==, w->areas->len);
+}
+
+/*
+ * Brute force: the fewest operations that take the old areas of a region
+ * to any valid layout.  A layout keeps some old areas; each run of removed
+ * old areas (in IOVA order) costs one unmap, each new area one map.
+ */
+typedef struct Iv {
+    unsigned s, e;
+} Iv;
+
+static unsigned bf_best;
+
+static void bf_layouts(const bool *want, unsigned P, bool forbid_full,
+                       unsigned p, Iv *cur, unsigned n, const Iv *old,
+                       unsigned k)
+{
+    if (p >= P) {
+        bool kept[64] = { false };
+        unsigned cost = 0, maps = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+            bool found = false;
+
+            for (unsigned j = 0; j < k; j++) {
+                if (old[j].s == cur[i].s && old[j].e == cur[i].e) {
+                    kept[j] = found = true;
+                }
+            }
+            maps += !found;
+        }
+        for (unsigned j = 0; j < k; j++) {
+            cost += !kept[j] && (j == 0 || kept[j - 1]);
+        }
+        cost += maps;
+        bf_best = MIN(bf_best, cost);
+        return;
+    }
+    if (!want[p]) {
+        bf_layouts(want, P, forbid_full, p + 1, cur, n, old, k);
+        return;
+    }
+    /* an area from p to each possible end inside the run */
+    for (unsigned end = p + 1; end <= P && want[end - 1]; end++) {
+        if (forbid_full && p == 0 && end == P) {
+            continue;
+        }
+        cur[n] = (Iv) { p, end };
+        bf_layouts(want, P, forbid_full, end, cur, n + 1, old, k);
+    }
+}
+
+static unsigned brute_force_ops(World *w, uint64_t r, const Iv *old,
+                                unsigned k)
+{
+    unsigned P = 1u << w->order;
+    bool want[64];
+    Iv cur[64];
+    unsigned n_want = 0;
+
+    for (unsigned i = 0; i < P; i++) {
+        uint64_t p = ((uint64_t)r << w->order) + i;
+
+        want[i] = p < w->n_pages && wanted(w, p);
+        n_want += want[i];
+    }
+    if (w->rmp_2m[r]) {
+        bool have_full = k == 1 && old[0].s == 0 && old[0].e == P;
+
+        if (n_want == P) {
+            return have_full ? 0 : (k ? 1 : 0) + 1;
+        }
+        return k ? 1 : 0;
+    }
+    bf_best = UINT_MAX;
+    bf_layouts(want, P, true, 0, cur, 0, old, k);
+    return bf_best;
+}
+
+/* Old areas of each region before an event, for the optimality check */
+typedef struct Snapshot {
+    Iv old[64][64];
+    unsigned k[64];
+} Snapshot;
+
+static void snapshot(World *w, Snapshot *s)
+{
+    unsigned P = 1u << w->order;
+
+    memset(s->k, 0, sizeof(s->k));
+    for (guint i = 0; i < w->areas->len; i++) {
+        FakeArea *a = &g_array_index(w->areas, FakeArea, i);
+        uint64_t r = a->start / P;
+
+        s->old[r][s->k[r]++] = (Iv) { a->start % P, a->start % P +
+                                      (a->end - a->start) };
+    }
+    for (unsigned r = 0; r < 64; r++) {
+        /* sort by start */
+        for (unsigned i = 1; i < s->k[r]; i++) {
+            for (unsigned j = i; j > 0 &&
+                 s->old[r][j].s < s->old[r][j - 1].s; j--) {
+                Iv t = s->old[r][j];
+
+                s->old[r][j] = s->old[r][j - 1];
+                s->old[r][j - 1] = t;
+            }
+        }
+    }
+}
+
+static void check_optimal(World *w, Snapshot *before)
+{
+    unsigned P = 1u << w->order;
+    unsigned per_region[64] = { 0 };
+
+    for (guint i = 0; i < w->ops->len; i++) {
+        RmpSyncOp *op = &g_array_index(w->ops, RmpSyncOp, i);
+        uint64_t r = op->iova / PAGE / P;
+
+        /* no operation crosses a region */
+        g_assert_cmpuint((op->iova + op->size - 1) / PAGE / P, ==, r);
+        per_region[r]++;
+    }
+    for (unsigned r = 0; r * P < w->n_pages && r < 64; r++) {
+        g_assert_cmpuint(per_region[r], ==,
+                         brute_force_ops(w, r, before->old[r],
+                                         before->k[r]));
+    }
+}
+
+/* A fixed layout: two ranges, the second one not region-aligned */
+static void world_add_ranges(World *w, bool shared)
+{
+    unsigned P = 1u << w->order;
+    uint64_t a_end = 10 * P, b_start = 12 * P + 2, b_end = 20 * P - 1;
+
+    for (uint64_t p = 0; p < a_end; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = shared;
+    }
+    for (uint64_t p = b_start; p < b_end; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = shared;
+    }
+    w->n_pages = 20 * P;
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, a_end * PAGE, shared), ==, 0);
+    g_assert_cmpint(rmp_sync_add_range(w->e, b_start * PAGE,
+                                       (b_end - b_start) * PAGE, shared),
+                    ==, 0);
+}
+
+static void random_event(World *w)
+{
+    unsigned P = 1u << w->order;
+    unsigned kind = g_rand_int_range(w->rnd, 0, 10);
+    uint64_t r = g_rand_int_range(w->rnd, 0, w->n_pages / P);
+
+    if (kind < 6) {
+        /* a conversion: mostly small, sometimes spanning regions */
+        uint64_t start = g_rand_int_range(w->rnd, 0, w->n_pages + P);
+        uint64_t len = kind < 4 ? g_rand_int_range(w->rnd, 1, 3)
+                                : g_rand_int_range(w->rnd, 1, 3 * P);
+        bool shared = g_rand_boolean(w->rnd);
+
+        for (uint64_t p = start; p < start + len && p < w->n_pages; p++) {
+            w->shared[p] = shared;
+        }
+        g_assert_cmpint(rmp_sync_set_shared(w->e, start * PAGE, len * PAGE,
+                                            shared), ==, 0);
+    } else if (kind < 8) {
+        /* KVM smashes a region */
+        w->rmp_2m[r] = false;
+        g_assert_cmpint(rmp_sync_rmp_changed(w->e, r * P * PAGE, P * PAGE),
+                        ==, 0);
+    } else {
+        /* KVM re-forms a 2M entry, usually over a uniform region */
+        bool uniform = true;
+
+        for (unsigned i = 1; i < P; i++) {
+            uniform &= w->shared[r * P + i] == w->shared[r * P];
+        }
+        if (uniform || !g_rand_int_range(w->rnd, 0, 4)) {
+            w->rmp_2m[r] = true;
+        }
+        g_assert_cmpint(rmp_sync_rmp_changed(w->e, r * P * PAGE, P * PAGE),
+                        ==, 0);
+    }
+}
+
+static void run_random(RmpSyncPolicy policy, unsigned order, guint32 seed,
+                       unsigned steps)
+{
+    World *w = world_new(policy, order, 0, seed);
+    Snapshot *before = g_new0(Snapshot, 1);
+
+    world_add_ranges(w, false);
+    check_all(w);
+    for (unsigned step = 0; step < steps; step++) {
+        snapshot(w, before);
+        g_array_set_size(w->ops, 0);
+        random_event(w);
+        check_all(w);
+        check_optimal(w, before);
+    }
+    g_free(before);
+    world_free(w);
+}
+
+static void test_random_shared(void)
+{
+    for (guint32 seed = 1; seed <= 8; seed++) {
+        run_random(RMP_SYNC_POLICY_SHARED, 3, seed, 1500);
+    }
+    run_random(RMP_SYNC_POLICY_SHARED, 4, 99, 1500);
+}
+
+static void test_random_all(void)
+{
+    for (guint32 seed = 1; seed <= 4; seed++) {
+        run_random(RMP_SYNC_POLICY_ALL, 3, seed, 1500);
+    }
+}
+
+/* Full-size regions (2M of 4K pages): the invariants, without brute force */
+static void test_random_2m_regions(void)
+{
+    World *w = world_new(RMP_SYNC_POLICY_SHARED, 9, 0, 7);
+    unsigned P = 512;
+
+    w->n_pages = 6 * P;
+    for (unsigned p = 0; p < w->n_pages; p++) {
+        w->in_range[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, w->n_pages * PAGE, false),
+                    ==, 0);
+    for (unsigned step = 0; step < 3000; step++) {
+        random_event(w);
+        check_all(w);
+    }
+    world_free(w);
+}
+
+/* The 2023 bug's sequence, as the engine must handle it */
+static void test_smash_and_reform(void)
+{
+    World *w = world_new(RMP_SYNC_POLICY_SHARED, 9, 0, 1);
+    RmpSyncStats st;
+    unsigned P = 512;
+
+    w->n_pages = 2 * P;
+    for (unsigned p = 0; p < 2 * P; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = true;
+    }
+    w->rmp_2m[0] = w->rmp_2m[1] = true;
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 2 * P * PAGE, true), ==, 0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.regions_2m, ==, 2);
+    g_assert_cmpuint(st.iotlb_entries, ==, 2);
+    g_assert_cmpuint(st.ioctls, ==, 2);
+
+    /* the guest makes page 7 private: KVM smashes region 0 */
+    w->shared[7] = false;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 7 * PAGE, PAGE, false), ==, 0);
+    /* the 2M RMP entry still stands: region 0 cannot stay mapped */
+    check_all(w);
+    w->rmp_2m[0] = false;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, 2 * P * PAGE), ==, 0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.regions_2m, ==, 1);
+    g_assert_cmpuint(st.regions_4k, ==, 1);
+    g_assert_cmpuint(st.iotlb_entries, ==, 1 + P - 1);
+    /* region 1 was never touched: its 2M area is the first one mapped */
+    g_assert_cmpuint(st.areas, ==, 1 + 2);
+
+    /* shared again, re-formed: one 2M area again */
+    w->shared[7] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 7 * PAGE, PAGE, true), ==, 0);
+    check_all(w);
+    w->rmp_2m[0] = true;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, P * PAGE), ==, 0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.regions_2m, ==, 2);
+    g_assert_cmpuint(st.areas, ==, 2);
+    g_assert_cmpuint(st.errors, ==, 0);
+    world_free(w);
+}
+
+/* Events for memory the engine does not hold, and redundant events */
+static void test_outside_and_redundant(void)
+{
+    World *w = world_new(RMP_SYNC_POLICY_SHARED, 3, 0, 3);
+    RmpSyncStats a, b;
+
+    world_add_ranges(w, false);
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 100 * 8 * PAGE, 64 * PAGE,
+                                        true), ==, 0);
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 10 * 8 * PAGE, 16 * PAGE,
+                                        true), ==, 0);   /* the hole */
+    rmp_sync_get_stats(w->e, &a);
+    g_assert_cmpuint(a.ioctls, ==, 0);
+    for (unsigned p = 3; p < 30; p++) {
+        w->shared[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 3 * PAGE, 27 * PAGE, true), ==,
+                    0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &a);
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 3 * PAGE, 27 * PAGE, true), ==,
+                    0);
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, 20 * 8 * PAGE), ==, 0);
+    rmp_sync_get_stats(w->e, &b);
+    g_assert_cmpuint(b.ioctls, ==, a.ioctls);
+    /* bad input */
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 3, PAGE, true), ==, -EINVAL);
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 8 * PAGE, false), ==,
+                    -EEXIST);
+    g_assert_cmpint(rmp_sync_del_range(w->e, 0, 8 * PAGE), ==, -ENOENT);
+    /* removing a range unmaps what it held */
+    g_assert_cmpint(rmp_sync_del_range(w->e, 0, 10 * 8 * PAGE), ==, 0);
+    for (unsigned p = 0; p < 80; p++) {
+        w->in_range[p] = false;
+    }
+    check_all(w);
+    g_assert_cmpuint(w->areas->len, ==, 0);
+    world_free(w);
+}
+
+static void check_view_matches_ioas(World *w);
+
+/* An ioctl fails: the engine's view stays the kernel's, a later event heals */
+static void test_errors_keep_state(void)
+{
+    World *w = world_new(RMP_SYNC_POLICY_SHARED, 3, 0, 11);
+    RmpSyncStats st;
+
+    world_add_ranges(w, false);
+    w->fail_one_in = 4;
+    for (unsigned step = 0; step < 2000; step++) {
+        unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
+        unsigned len = g_rand_int_range(w->rnd, 1, 20);
+        bool shared = g_rand_boolean(w->rnd);
+        int ret;
+
+        for (unsigned p = start; p < start + len && p < w->n_pages; p++) {
+            w->shared[p] = shared;
+        }
+        ret = rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
+                                  (uint64_t)len * PAGE, shared);
+        g_assert_true(ret == 0 || ret == -ENOMEM);
+        check_view_matches_ioas(w);
+        if (step % 97 == 0) {
+            w->rmp_2m[g_rand_int_range(w->rnd, 0, 20)] ^= 1;
+        }
+    }
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.errors, >, 100);
+    g_assert_cmpint(st.last_error, ==, -ENOMEM);
+    /* the failures stop: one pass over everything restores the invariants */
+    w->fail_one_in = 0;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, w->n_pages * PAGE), ==, 0);
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 0, 0, true), ==, 0);
+    for (unsigned p = 0; p < w->n_pages; p++) {
+        if (w->in_range[p]) {
+            g_assert_cmpint(rmp_sync_set_shared(w->e, (uint64_t)p * PAGE,
+                                                PAGE, w->shared[p]), ==, 0);
+        }
+    }
+    check_all(w);
+    world_free(w);
+}
+
+static void collect_area(uint64_t iova, uint64_t size, void *opaque)
+{
+    GArray *a = opaque;
+    FakeArea fa = { iova / PAGE, (iova + size) / PAGE };
+
+    g_array_append_val(a, fa);
+}
+
+static gint cmp_area(gconstpointer a, gconstpointer b)
+{
+    const FakeArea *x = a, *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static void check_view_matches_ioas(World *w)
+{
+    g_autoptr(GArray) view = g_array_new(false, false, sizeof(FakeArea));
+    g_autoptr(GArray) ioas = g_array_copy(w->areas);
+
+    rmp_sync_foreach_area(w->e, collect_area, view);
+    g_array_sort(ioas, cmp_area);
+    g_assert_cmpuint(view->len, ==, ioas->len);
+    for (guint i = 0; i < view->len; i++) {
+        g_assert_cmpuint(g_array_index(view, FakeArea, i).start, ==,
+                         g_array_index(ioas, FakeArea, i).start);
+        g_assert_cmpuint(g_array_index(view, FakeArea, i).end, ==,
+                         g_array_index(ioas, FakeArea, i).end);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/rmp-sync/smash-and-reform", test_smash_and_reform);
+    g_test_add_func("/rmp-sync/outside-and-redundant",
+                    test_outside_and_redundant);
+    g_test_add_func("/rmp-sync/random/shared", test_random_shared);
+    g_test_add_func("/rmp-sync/random/all", test_random_all);
+    g_test_add_func("/rmp-sync/random/2m-regions", test_random_2m_regions);
+    g_test_add_func("/rmp-sync/errors-keep-state", test_errors_keep_state);
+    return g_test_run();
+}
