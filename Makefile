@@ -47,6 +47,7 @@ check: check-unit check-qtest
 
 bench: build
 	$(CORE_BLD)/bench-snp-rmp
+	$(CORE_BLD)/bench-rmp-sync
 	scripts/bench-translate.sh $(CURDIR)/$(QEMU_BLD)
 
 checkpatch: $(BUILD)/config.mak

@@ -15,6 +15,8 @@
 typedef struct Region {
     bool rmp_2m;
     bool conflict;
+    bool dirty;                 /* an operation failed: plan it again */
+    uint64_t base;              /* IOVA of the region */
     uint64_t bits[];            /* valid, shared, mapped, starts */
 } Region;
 
@@ -40,6 +42,7 @@ struct RmpSyncEngine {
 
     /* planning scratch, reused to keep events allocation-free */
     GArray *ops;                /* RmpSyncOp */
+    GArray *scratch;            /* bytes */
 };
 
 typedef struct Area {
@@ -69,6 +72,45 @@ static void bits_set(uint64_t *b, unsigned start, unsigned end, bool v)
             b[i / 64] &= ~(1ULL << (i % 64));
         }
     }
+}
+
+/* Mask of the bits of word @w that are inside [a, b) */
+static uint64_t word_mask(unsigned w, unsigned a, unsigned b)
+{
+    uint64_t m = ~0ULL;
+
+    if (w == a / 64) {
+        m &= ~0ULL << (a % 64);
+    }
+    if (w == (b - 1) / 64 && b % 64) {
+        m &= ~0ULL >> (64 - b % 64);
+    }
+    return m;
+}
+
+static unsigned bits_count_range(const uint64_t *b, unsigned start,
+                                 unsigned end)
+{
+    unsigned n = 0;
+
+    for (unsigned w = start / 64; start < end && w <= (end - 1) / 64; w++) {
+        n += __builtin_popcountll(b[w] & word_mask(w, start, end));
+    }
+    return n;
+}
+
+/* The first bit at or after @from that is @v, or @size */
+static unsigned bits_find(const uint64_t *b, unsigned size, unsigned from,
+                          bool v)
+{
+    for (unsigned w = from / 64; from < size && w <= (size - 1) / 64; w++) {
+        uint64_t x = (v ? b[w] : ~b[w]) & word_mask(w, from, size);
+
+        if (x) {
+            return w * 64 + __builtin_ctzll(x);
+        }
+    }
+    return size;
 }
 
 static unsigned bits_count(const uint64_t *b, unsigned words)
@@ -103,6 +145,7 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncPolicy policy,
     e->opaque = opaque;
     e->ranges = g_array_new(false, true, sizeof(Range));
     e->ops = g_array_new(false, false, sizeof(RmpSyncOp));
+    e->scratch = g_array_new(false, false, 1);
     return e;
 }
 
@@ -138,6 +181,7 @@ void rmp_sync_engine_free(RmpSyncEngine *e)
     }
     g_array_free(e->ranges, true);
     g_array_free(e->ops, true);
+    g_array_free(e->scratch, true);
     g_free(e);
 }
 
@@ -161,6 +205,7 @@ static Region *region_new(RmpSyncEngine *e, Range *rg, uint64_t i)
 
     bits_set(bm(e, r, BM_VALID), (lo - base) >> e->page_shift,
              (hi - base) >> e->page_shift, true);
+    r->base = base;
     r->rmp_2m = e->rmp_is_2m(e->opaque, base);
     e->n_region_records++;
     return r;
@@ -171,17 +216,15 @@ static unsigned region_areas(RmpSyncEngine *e, Region *r, Area *areas)
 {
     const uint64_t *mapped = bm(e, r, BM_MAPPED);
     const uint64_t *starts = bm(e, r, BM_STARTS);
-    unsigned n = 0;
+    unsigned n = 0, p = 0;
 
-    for (unsigned p = 0; p < e->pages; p++) {
-        if (!bit_get(mapped, p)) {
-            continue;
-        }
-        if (bit_get(starts, p) || !n || areas[n - 1].end != p) {
-            areas[n++] = (Area) { p, p + 1 };
-        } else {
-            areas[n - 1].end = p + 1;
-        }
+    while ((p = bits_find(mapped, e->pages, p, true)) < e->pages) {
+        unsigned end = bits_find(mapped, e->pages, p + 1, false);
+        unsigned next_start = bits_find(starts, e->pages, p + 1, true);
+
+        end = MIN(end, next_start);
+        areas[n++] = (Area) { p, end };
+        p = end;
     }
     return n;
 }
@@ -210,114 +253,151 @@ static void push_op(RmpSyncEngine *e, RmpSyncOpType type, uint64_t base,
     g_array_append_val(e->ops, op);
 }
 
+/* Wanted pages of [a, b): runs, and whether the first and last are wanted */
+typedef struct Seg {
+    unsigned runs;
+    bool first, last, empty;
+} Seg;
+
+static Seg seg_info(RmpSyncEngine *e, const uint64_t *want,
+                    const uint64_t *run_start, unsigned a, unsigned b)
+{
+    Seg s = { .empty = a >= b };
+
+    if (s.empty) {
+        return s;
+    }
+    s.runs = bits_count_range(run_start, a, b);
+    s.first = bit_get(want, a);
+    s.last = bit_get(want, b - 1);
+    /* a run that began before @a is a run of this segment too */
+    s.runs += s.first && !bit_get(run_start, a);
+    return s;
+}
+
+/*
+ * DP state: bit 0: an area is kept so far; bit 1: the uncovered pages so
+ * far end in a wanted page (a run the next uncovered page continues);
+ * bit 2: the previous old area was removed (the next removal joins its
+ * unmap).
+ */
+#define ST_KEPT 1
+#define ST_OPEN 2
+#define ST_REMOVED 4
+#define N_ST 8
+
+/* Uncovered pages @s follow: the runs they add, and the new state */
+static unsigned seg_cost(const Seg *s, unsigned *st)
+{
+    unsigned cost;
+
+    if (s->empty) {
+        return 0;
+    }
+    cost = s->runs - ((*st & ST_OPEN) && s->first);
+    *st = (*st & ~ST_OPEN) | (s->last ? ST_OPEN : 0);
+    return cost;
+}
+
 /*
  * The fewest operations from the areas @old to a valid layout of @want in
  * a region whose RMP is 4K: choose which old areas to keep (an old area
  * may stay only if all its pages are wanted and it is not the whole
  * region), unmap the others (one operation per run of consecutive removed
- * areas: a kept area between them would go too), and map each run of
- * wanted pages the kept areas leave uncovered.  Dynamic programming over
- * the old areas, keyed by the last kept one: O(k^2) for k old areas.
+ * areas: holes between them do not matter, a kept area would go too), and
+ * map each run of wanted pages the kept areas leave uncovered, never one
+ * area over the whole region.  Dynamic programming over the old areas
+ * with eight states: O(k) for k old areas.
  */
 static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
-                    const Area *old, unsigned k)
+                    const Area *old, unsigned k, unsigned lo, unsigned hi,
+                    bool kept_outside)
 {
-    unsigned P = e->pages;
-    g_autofree unsigned *run_starts = g_new0(unsigned, P + 1);
-    g_autofree bool *may_keep = g_new0(bool, k + 1);
-    /* cost[j][f]: best so far with last kept area j - 1 (0: none) and the
-     * previous area removed (f = 1) or kept (f = 0) */
-    g_autofree unsigned *cost = g_new(unsigned, 2 * (k + 1));
-    g_autofree uint8_t *choice = g_new0(uint8_t, (size_t)(k + 1) * (k + 1) * 2);
-    g_autofree bool *keep = g_new0(bool, k + 1);
-    const unsigned INF = UINT_MAX / 2;
+    const unsigned INF = UINT_MAX / 2, P = e->pages;
+    uint64_t run_start[e->words];
+    unsigned cost[N_ST], next[N_ST];
+    uint8_t *back;              /* per area and state: previous state, kept */
+    bool *keep;
     bool full = bits_count(want, e->words) == P;
-    unsigned best = INF, best_j = 0, best_f = 0, j, f;
+    unsigned best = INF, best_st = 0, st;
+    uint64_t carry = 0;
 
-    /* run_starts[x]: runs of wanted pages that start before page x */
-    for (unsigned p = 0; p < P; p++) {
-        bool start = bit_get(want, p) && (p == 0 || !bit_get(want, p - 1));
-
-        run_starts[p + 1] = run_starts[p] + start;
+    g_array_set_size(e->scratch, k * N_ST + k);
+    back = (uint8_t *)e->scratch->data;
+    keep = (bool *)(back + k * N_ST);
+    for (unsigned w = 0; w < e->words; w++) {
+        run_start[w] = want[w] & ~(want[w] << 1 | carry);
+        carry = want[w] >> 63;
     }
+    for (st = 0; st < N_ST; st++) {
+        cost[st] = INF;
+    }
+    cost[kept_outside ? ST_KEPT : 0] = 0;
     for (unsigned i = 0; i < k; i++) {
-        may_keep[i] = !(old[i].start == 0 && old[i].end == P);
-        for (unsigned p = old[i].start; may_keep[i] && p < old[i].end; p++) {
-            may_keep[i] = bit_get(want, p);
+        unsigned gap_start = i ? old[i - 1].end : lo;
+        Seg gap = seg_info(e, want, run_start, gap_start, old[i].start);
+        Seg area = seg_info(e, want, run_start, old[i].start, old[i].end);
+        /* an area may stay if all its pages are wanted: one run, no gap */
+        bool may_keep = !(old[i].start == 0 && old[i].end == P) &&
+                        area.runs == 1 && area.first && area.last &&
+                        bits_count_range(want, old[i].start, old[i].end) ==
+                        old[i].end - old[i].start;
+        for (st = 0; st < N_ST; st++) {
+            next[st] = INF;
         }
-    }
+        for (st = 0; st < N_ST; st++) {
+            unsigned c, s2;
 
-#define RUNS(a, b) ((a) >= (b) ? 0 : \
-    run_starts[b] - run_starts[(a) + 1] + bit_get(want, a))
-#define COST(j, f) cost[(j) * 2 + (f)]
-#define CHOICE(i, j, f) choice[((size_t)(i) * (k + 1) + (j)) * 2 + (f)]
-
-    for (j = 0; j <= k; j++) {
-        COST(j, 0) = COST(j, 1) = INF;
-    }
-    COST(0, 0) = 0;
-    for (unsigned i = 0; i < k; i++) {
-        g_autofree unsigned *next = g_new(unsigned, 2 * (k + 1));
-
-        for (j = 0; j < 2 * (k + 1); j++) {
-            next[j] = INF;
-        }
-        for (j = 0; j <= i; j++) {
-            for (f = 0; f < 2; f++) {
-                unsigned c = COST(j, f), from_end;
-
-                if (c >= INF) {
-                    continue;
-                }
-                /* remove area i: a new unmap unless i - 1 went too */
-                if (c + !f < next[j * 2 + 1]) {
-                    next[j * 2 + 1] = c + !f;
-                    CHOICE(i, j, 1) = j * 2 + f;
-                }
-                if (!may_keep[i]) {
-                    continue;
-                }
-                /* keep area i: map the wanted runs since the last kept */
-                from_end = j ? old[j - 1].end : 0;
-                if (c + RUNS(from_end, old[i].start) <
-                    next[(i + 1) * 2 + 0]) {
-                    next[(i + 1) * 2 + 0] = c + RUNS(from_end, old[i].start);
-                    CHOICE(i, i + 1, 0) = j * 2 + f;
-                }
-            }
-        }
-        memcpy(cost, next, sizeof(unsigned) * 2 * (k + 1));
-    }
-    for (j = 0; j <= k; j++) {
-        for (f = 0; f < 2; f++) {
-            unsigned from_end = j ? old[j - 1].end : 0;
-            unsigned c = COST(j, f);
-
-            if (c >= INF) {
+            if (cost[st] >= INF) {
                 continue;
             }
+            s2 = st;
+            c = cost[st] + seg_cost(&gap, &s2);
+            /* remove area i */
+            {
+                unsigned s3 = s2 | ST_REMOVED;
+                unsigned c3 = c + !(s2 & ST_REMOVED) + seg_cost(&area, &s3);
+
+                if (c3 < next[s3]) {
+                    next[s3] = c3;
+                    back[i * N_ST + s3] = st << 1;
+                }
+            }
+            /* keep area i */
+            if (may_keep) {
+                unsigned s3 = (s2 | ST_KEPT) & ~(ST_OPEN | ST_REMOVED);
+
+                if (c < next[s3]) {
+                    next[s3] = c;
+                    back[i * N_ST + s3] = st << 1 | 1;
+                }
+            }
+        }
+        memcpy(cost, next, sizeof(cost));
+    }
+    {
+        Seg tail = seg_info(e, want, run_start, k ? old[k - 1].end : lo, hi);
+
+        for (st = 0; st < N_ST; st++) {
+            unsigned c, s2 = st;
+
+            if (cost[st] >= INF) {
+                continue;
+            }
+            c = cost[st] + seg_cost(&tail, &s2);
             /* the whole region wanted, nothing kept: it takes two areas */
-            c += (j == 0 && full) ? 2 : RUNS(from_end, P);
+            c += full && !(st & ST_KEPT);
             if (c < best) {
                 best = c;
-                best_j = j;
-                best_f = f;
+                best_st = st;
             }
         }
     }
-    /* walk the choices back */
-    j = best_j;
-    f = best_f;
+    st = best_st;
     for (int i = k - 1; i >= 0; i--) {
-        uint8_t prev = CHOICE(i, j, f);
-
-        keep[i] = f == 0 && j == (unsigned)i + 1;
-        j = prev / 2;
-        f = prev % 2;
+        keep[i] = back[i * N_ST + st] & 1;
+        st = back[i * N_ST + st] >> 1;
     }
-#undef RUNS
-#undef COST
-#undef CHOICE
 
     /* unmaps: runs of consecutive removed areas */
     for (unsigned i = 0; i < k;) {
@@ -334,8 +414,8 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
         i = g + 1;
     }
     /* maps: the wanted runs that kept areas leave uncovered */
-    for (unsigned p = 0, i = 0; p < P;) {
-        unsigned end;
+    for (unsigned p = lo, i = 0; p < hi;) {
+        unsigned end, limit;
 
         while (i < k && (!keep[i] || old[i].end <= p)) {
             i++;
@@ -344,14 +424,13 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
             p = old[i].end;
             continue;
         }
-        if (!bit_get(want, p)) {
-            p++;
+        limit = i < k ? old[i].start : hi;
+        p = bits_find(want, limit, p, true);
+        if (p >= limit) {
+            p = limit;
             continue;
         }
-        end = p;
-        while (end < P && bit_get(want, end) && !(i < k && old[i].start == end)) {
-            end++;
-        }
+        end = bits_find(want, limit, p, false);
         if (p == 0 && end == P) {
             /* never one area over a whole 4K-RMP region */
             push_op(e, RMP_SYNC_OP_MAP, base, 0, P / 2);
@@ -363,7 +442,15 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
     }
 }
 
-static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base)
+/*
+ * Plan region @r.  If the event changed only the pages [@lo, @hi) of a
+ * region whose layout was complete (every wanted page mapped, every area
+ * wanted), the areas away from them stay in any optimal plan: removing
+ * one costs a map and saves at most the unmap it would join.  So only
+ * the areas that touch [@lo - 1, @hi + 1) are planned.
+ */
+static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
+                        unsigned lo, unsigned hi)
 {
     uint64_t want[e->words];
     Area old[e->pages];
@@ -374,7 +461,20 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base)
     n_want = bits_count(want, e->words);
     r->conflict = false;
     if (!r->rmp_2m) {
-        plan_4k(e, base, want, old, k);
+        unsigned c0 = 0, c1 = k;
+
+        if (lo > 0 || hi < e->pages) {
+            while (c0 < k && old[c0].end + 1 < lo) {
+                c0++;
+            }
+            c1 = c0;
+            while (c1 < k && old[c1].start <= hi) {
+                c1++;
+            }
+        }
+        plan_4k(e, base, want, old + c0, c1 - c0,
+                c0 ? old[c0 - 1].end : 0, c1 < k ? old[c1].start : e->pages,
+                c1 - c0 < k);
         return;
     }
     /* RMP 2M: one area over the whole region, or nothing */
@@ -451,14 +551,16 @@ static bool region_idle(RmpSyncEngine *e, Region *r)
            !bits_count(bm(e, r, BM_SHARED), e->words) && !r->conflict;
 }
 
-static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i)
+static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i,
+                       unsigned lo, unsigned hi)
 {
     Region *r = rg->regions[i];
     uint64_t base = region_iova(e, rg, i);
     int ret;
 
-    plan_region(e, r, base);
+    plan_region(e, r, base, lo, hi);
     ret = execute(e, r, base);
+    r->dirty = ret != 0;
     if (e->policy == RMP_SYNC_POLICY_SHARED && region_idle(e, r)) {
         g_free(r);
         rg->regions[i] = NULL;
@@ -552,8 +654,38 @@ int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
     return -ENOENT;
 }
 
-/* Apply @fn to the pages of [@iova, @iova + @size) region by region */
-typedef void RegionUpdateFn(RmpSyncEngine *e, Region *r, unsigned start,
+static bool set_shared_fn(RmpSyncEngine *e, Region *r, unsigned start,
+                          unsigned end, bool v)
+{
+    uint64_t *shared = bm(e, r, BM_SHARED);
+    unsigned n = bits_count_range(shared, start, end);
+
+    if (n == (v ? end - start : 0)) {
+        return false;
+    }
+    bits_set(shared, start, end, v);
+    /* private pages of a region that policy "all" maps anyway */
+    return e->policy == RMP_SYNC_POLICY_SHARED;
+}
+
+static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, unsigned start,
+                           unsigned end, bool v)
+{
+    bool rmp_2m = e->rmp_is_2m(e->opaque, r->base);
+
+    if (rmp_2m == r->rmp_2m) {
+        return false;
+    }
+    r->rmp_2m = rmp_2m;
+    return true;
+}
+
+/*
+ * Apply @fn to the pages of [@iova, @iova + @size) region by region; it
+ * returns whether the region changed.  Unchanged regions are not planned
+ * again: their layout is right already (unless an operation failed).
+ */
+typedef bool RegionUpdateFn(RmpSyncEngine *e, Region *r, unsigned start,
                             unsigned end, bool v);
 
 static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
@@ -588,31 +720,32 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
             uint64_t base = region_iova(e, rg, i);
             uint64_t chunk_end = MIN(stop, base + region_bytes(e));
 
+            bool created = false;
+
             if (!rg->regions[i]) {
-                if (e->policy == RMP_SYNC_POLICY_SHARED && !(fn && v)) {
+                if (e->policy == RMP_SYNC_POLICY_SHARED &&
+                    !(fn == set_shared_fn && v)) {
                     /* nothing shared, nothing mapped: nothing to do */
                     iova = chunk_end;
                     continue;
                 }
                 rg->regions[i] = region_new(e, rg, i);
+                created = true;
             }
-            if (fn) {
-                fn(e, rg->regions[i], (iova - base) >> e->page_shift,
-                   (chunk_end - base) >> e->page_shift, v);
-            } else {
-                rg->regions[i]->rmp_2m = e->rmp_is_2m(e->opaque, base);
+            unsigned lo = (iova - base) >> e->page_shift;
+            unsigned hi = (chunk_end - base) >> e->page_shift;
+            bool partial = fn == set_shared_fn && !created &&
+                           !rg->regions[i]->dirty;
+
+            if (fn(e, rg->regions[i], lo, hi, v) || rg->regions[i]->dirty ||
+                created) {
+                ret = sync_region(e, rg, i, partial ? lo : 0,
+                                  partial ? hi : e->pages) ?: ret;
             }
-            ret = sync_region(e, rg, i) ?: ret;
             iova = chunk_end;
         }
     }
     return ret;
-}
-
-static void set_shared_fn(RmpSyncEngine *e, Region *r, unsigned start,
-                          unsigned end, bool v)
-{
-    bits_set(bm(e, r, BM_SHARED), start, end, v);
 }
 
 int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
@@ -631,8 +764,8 @@ int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
     uint64_t mask = region_bytes(e) - 1;
     uint64_t start = iova & ~mask;
 
-    return update(e, start, ((iova + size + mask) & ~mask) - start, NULL,
-                  false);
+    return update(e, start, ((iova + size + mask) & ~mask) - start,
+                  rmp_changed_fn, false);
 }
 
 void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
