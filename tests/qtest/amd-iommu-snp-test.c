@@ -274,6 +274,30 @@ static void setup_msi(TestState *s)
     qtest_writel(s->qts, MSI_ADDR, 0);
 }
 
+/*
+ * Enable edu (at @devfn, bus number in bits 8-15) and the IOMMU as a host
+ * kernel would: a device table of @devtab_pages pages, a 256-entry command
+ * buffer and event log, event interrupts through MSI.
+ */
+static void iommu_setup(TestState *s, int devfn, unsigned devtab_pages)
+{
+    s->edu = qpci_device_find(s->pcibus, devfn);
+    g_assert_nonnull(s->edu);
+    qpci_device_enable(s->edu);
+    s->edu_bar = qpci_iomap(s->edu, 0, NULL);
+    setup_msi(s);
+
+    s->pt_next = PT_POOL;
+    s->root = pt_alloc(s);
+    qtest_memset(s->qts, DEVTAB_ADDR, 0, devtab_pages * K4);
+    qtest_memset(s->qts, EVTLOG_ADDR, 0, K4);
+    mmio_writeq(s, MMIO_DEVTAB, DEVTAB_ADDR | (devtab_pages - 1));
+    mmio_writeq(s, MMIO_CMDBUF, CMDBUF_ADDR | 8ULL << 56);  /* 256 */
+    mmio_writeq(s, MMIO_EVTLOG, EVTLOG_ADDR | 8ULL << 56);  /* 256 */
+    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN |
+                CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
+}
+
 static TestState *test_start(bool snp, const char *extra)
 {
     TestState *s = g_new0(TestState, 1);
@@ -285,21 +309,7 @@ static TestState *test_start(bool snp, const char *extra)
                          " %s", snp ? ",snp=on" : "",
                          (uint64_t)(1ULL << 39) - 1, extra ? extra : "");
     s->pcibus = qpci_new_pc(s->qts, NULL);
-    s->edu = qpci_device_find(s->pcibus, EDU_DEVFN);
-    g_assert_nonnull(s->edu);
-    qpci_device_enable(s->edu);
-    s->edu_bar = qpci_iomap(s->edu, 0, NULL);
-    setup_msi(s);
-
-    s->pt_next = PT_POOL;
-    s->root = pt_alloc(s);
-    qtest_memset(s->qts, DEVTAB_ADDR, 0, K4);
-    qtest_memset(s->qts, EVTLOG_ADDR, 0, K4);
-    mmio_writeq(s, MMIO_DEVTAB, DEVTAB_ADDR);       /* one 4K page */
-    mmio_writeq(s, MMIO_CMDBUF, CMDBUF_ADDR | 8ULL << 56);  /* 256 */
-    mmio_writeq(s, MMIO_EVTLOG, EVTLOG_ADDR | 8ULL << 56);  /* 256 */
-    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN |
-                CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
+    iommu_setup(s, EDU_DEVFN, 1);
 
     map_page(s, SCRATCH_IOVA, SCRATCH_SPA, K4);
     for (unsigned i = 0; i < G_N_ELEMENTS(io_page_sizes); i++) {
@@ -1086,21 +1096,7 @@ static void test_event_devid(void)
     qpci_config_writew(port, PCI_MEMORY_BASE, 0xe000);
     qpci_config_writew(port, PCI_MEMORY_LIMIT, 0xe000);
     qpci_device_enable(port);
-    s->edu = qpci_device_find(s->pcibus, devid);
-    g_assert_nonnull(s->edu);
-    qpci_device_enable(s->edu);
-    s->edu_bar = qpci_iomap(s->edu, 0, NULL);
-    setup_msi(s);
-
-    s->pt_next = PT_POOL;
-    s->root = pt_alloc(s);
-    qtest_memset(s->qts, DEVTAB_ADDR, 0, 3 * K4);
-    qtest_memset(s->qts, EVTLOG_ADDR, 0, K4);
-    mmio_writeq(s, MMIO_DEVTAB, DEVTAB_ADDR | 2);   /* three 4K pages */
-    mmio_writeq(s, MMIO_CMDBUF, CMDBUF_ADDR | 8ULL << 56);
-    mmio_writeq(s, MMIO_EVTLOG, EVTLOG_ADDR | 8ULL << 56);
-    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN |
-                CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
+    iommu_setup(s, devid, 3);       /* DeviceID 0x100 is in the 3rd page */
     map_page(s, spa + IOVA_OFFSET - 0x100, spa - 0x100, K4);
     set_dte(s, devid, DTE_V | DTE_TV | DTE_MODE(3) | s->root |
             PTE_IR | PTE_IW);
