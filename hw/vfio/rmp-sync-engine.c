@@ -27,8 +27,15 @@ typedef struct Range {
     Region **regions;           /* NULL: all private, nothing mapped */
 } Range;
 
+typedef struct Area {
+    unsigned start, end;        /* pages, end exclusive */
+} Area;
+
+#define MAX_ORDER 12            /* pages per region: 4096 at most */
+#define MAX_WORDS ((1u << MAX_ORDER) / 64)
+
 struct RmpSyncEngine {
-    RmpSyncPolicy policy;
+    RmpSyncEnginePolicy policy;
     unsigned page_shift;
     unsigned region_order;
     unsigned pages;             /* per region */
@@ -43,11 +50,10 @@ struct RmpSyncEngine {
     /* planning scratch, reused to keep events allocation-free */
     GArray *ops;                /* RmpSyncOp */
     GArray *scratch;            /* bytes */
+    Area *areas;                /* the areas of one region */
 };
 
-typedef struct Area {
-    unsigned start, end;        /* pages, end exclusive */
-} Area;
+
 
 /* Bitmaps */
 
@@ -125,7 +131,7 @@ static unsigned bits_count(const uint64_t *b, unsigned words)
 
 /* Engine */
 
-RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncPolicy policy,
+RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncEnginePolicy policy,
                                           unsigned page_shift,
                                           unsigned region_order,
                                           RmpSyncIssueFn *issue,
@@ -134,7 +140,7 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncPolicy policy,
 {
     RmpSyncEngine *e = g_new0(RmpSyncEngine, 1);
 
-    assert(region_order >= 1 && region_order <= 12);
+    assert(region_order >= 1 && region_order <= MAX_ORDER);
     e->policy = policy;
     e->page_shift = page_shift;
     e->region_order = region_order;
@@ -146,10 +152,11 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncPolicy policy,
     e->ranges = g_array_new(false, true, sizeof(Range));
     e->ops = g_array_new(false, false, sizeof(RmpSyncOp));
     e->scratch = g_array_new(false, false, 1);
+    e->areas = g_new(Area, e->pages);
     return e;
 }
 
-RmpSyncEngine *rmp_sync_engine_new(RmpSyncPolicy policy,
+RmpSyncEngine *rmp_sync_engine_new(RmpSyncEnginePolicy policy,
                                    RmpSyncIssueFn *issue,
                                    RmpSyncRmpIs2MFn *rmp_is_2m,
                                    void *opaque)
@@ -182,6 +189,7 @@ void rmp_sync_engine_free(RmpSyncEngine *e)
     g_array_free(e->ranges, true);
     g_array_free(e->ops, true);
     g_array_free(e->scratch, true);
+    g_free(e->areas);
     g_free(e);
 }
 
@@ -237,7 +245,7 @@ static void region_wanted(RmpSyncEngine *e, Region *r, uint64_t *want)
 
     for (unsigned w = 0; w < e->words; w++) {
         want[w] = valid[w] &
-                  (e->policy == RMP_SYNC_POLICY_ALL ? ~0ULL : shared[w]);
+                  (e->policy == RMP_SYNC_MAP_ALL ? ~0ULL : shared[w]);
     }
 }
 
@@ -314,7 +322,7 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
                     bool kept_outside)
 {
     const unsigned INF = UINT_MAX / 2, P = e->pages;
-    uint64_t run_start[e->words];
+    uint64_t run_start[MAX_WORDS];
     unsigned cost[N_ST], next[N_ST];
     uint8_t *back;              /* per area and state: previous state, kept */
     bool *keep;
@@ -452,8 +460,8 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
 static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
                         unsigned lo, unsigned hi)
 {
-    uint64_t want[e->words];
-    Area old[e->pages];
+    uint64_t want[MAX_WORDS];
+    Area *old = e->areas;
     unsigned k = region_areas(e, r, old);
     unsigned n_want;
 
@@ -497,11 +505,11 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
 /* Issue the planned operations, keeping the bitmaps as the kernel has it */
 static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
 {
-    uint64_t before[e->words];
+    uint64_t before[MAX_WORDS];
     bool was_2m_area;
     int ret = 0;
 
-    memcpy(before, bm(e, r, BM_MAPPED), sizeof(before));
+    memcpy(before, bm(e, r, BM_MAPPED), e->words * sizeof(uint64_t));
     was_2m_area = bits_count(before, e->words) == e->pages &&
                   bits_count(bm(e, r, BM_STARTS), e->words) == 1;
     for (guint i = 0; i < e->ops->len; i++) {
@@ -561,7 +569,7 @@ static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i,
     plan_region(e, r, base, lo, hi);
     ret = execute(e, r, base);
     r->dirty = ret != 0;
-    if (e->policy == RMP_SYNC_POLICY_SHARED && region_idle(e, r)) {
+    if (e->policy == RMP_SYNC_MAP_SHARED && region_idle(e, r)) {
         g_free(r);
         rg->regions[i] = NULL;
         e->n_region_records--;
@@ -617,7 +625,7 @@ int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
     rg.regions = g_new0(Region *, rg.n_regions);
     g_array_insert_val(e->ranges, pos, rg);
     e->stats.events++;
-    return shared || e->policy == RMP_SYNC_POLICY_ALL ?
+    return shared || e->policy == RMP_SYNC_MAP_ALL ?
            rmp_sync_set_shared(e, iova, size, shared) : ret;
 }
 
@@ -633,7 +641,7 @@ int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
         }
         for (uint64_t i = 0; i < rg->n_regions; i++) {
             Region *r = rg->regions[i];
-            Area old[e->pages];
+            Area *old = e->areas;
             unsigned k;
 
             if (!r) {
@@ -665,7 +673,7 @@ static bool set_shared_fn(RmpSyncEngine *e, Region *r, unsigned start,
     }
     bits_set(shared, start, end, v);
     /* private pages of a region that policy "all" maps anyway */
-    return e->policy == RMP_SYNC_POLICY_SHARED;
+    return e->policy == RMP_SYNC_MAP_SHARED;
 }
 
 static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, unsigned start,
@@ -723,7 +731,7 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
             bool created = false;
 
             if (!rg->regions[i]) {
-                if (e->policy == RMP_SYNC_POLICY_SHARED &&
+                if (e->policy == RMP_SYNC_MAP_SHARED &&
                     !(fn == set_shared_fn && v)) {
                     /* nothing shared, nothing mapped: nothing to do */
                     iova = chunk_end;
@@ -783,7 +791,7 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
         s->memory += rg->n_regions * sizeof(Region *);
         for (uint64_t i = 0; i < rg->n_regions; i++) {
             Region *r = rg->regions[i];
-            Area old[e->pages];
+            Area *old = e->areas;
             unsigned k, n;
 
             if (!r) {
@@ -811,7 +819,7 @@ void rmp_sync_foreach_area(RmpSyncEngine *e, RmpSyncAreaFn *fn, void *opaque)
         Range *rg = &g_array_index(e->ranges, Range, g);
 
         for (uint64_t i = 0; i < rg->n_regions; i++) {
-            Area old[e->pages];
+            Area *old = e->areas;
             unsigned k;
 
             if (!rg->regions[i]) {

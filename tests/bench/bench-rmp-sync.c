@@ -35,7 +35,7 @@ static const char *const strategy_names[] = {
 
 /* The world: page states and the RMP, as KVM keeps them */
 typedef struct World {
-    RmpSyncPolicy policy;
+    RmpSyncEnginePolicy policy;
     uint8_t *shared;            /* per page */
     bool *rmp_2m;               /* per region */
 } World;
@@ -74,7 +74,7 @@ static void bset(uint64_t *b, unsigned i, bool v)
 
 static bool wanted(uint64_t page)
 {
-    return world.policy == RMP_SYNC_POLICY_ALL || world.shared[page];
+    return world.policy == RMP_SYNC_MAP_ALL || world.shared[page];
 }
 
 /* The engine's backend: count */
@@ -271,7 +271,7 @@ static void report(const char *trace)
            st.resizes, st.memory);
 }
 
-static void start(RmpSyncPolicy policy)
+static void start(RmpSyncEnginePolicy policy)
 {
     world.policy = policy;
     world.shared = g_new0(uint8_t, N_PAGES);
@@ -341,7 +341,7 @@ int main(int argc, char **argv)
            "rmp-#pf: mapped pages whose IO page size does not match their "
            "RMP page size\n");
 
-    start(RMP_SYNC_POLICY_SHARED);
+    start(RMP_SYNC_MAP_SHARED);
     trace_boot(rnd);
     report("policy shared: boot (64 MiB bounce buffer in 2M steps, "
            "64 scattered 4K shares)");
@@ -361,7 +361,7 @@ int main(int argc, char **argv)
     }
     finish();
 
-    start(RMP_SYNC_POLICY_ALL);
+    start(RMP_SYNC_MAP_ALL);
     trace_boot(rnd);
     trace_churn(rnd, 50000);
     report("policy all (TEE-IO): boot, then 50000 4K conversions");

@@ -22,7 +22,7 @@ typedef struct FakeArea {
 
 typedef struct World {
     /* the engine's view of the world is built from these alone */
-    RmpSyncPolicy policy;
+    RmpSyncEnginePolicy policy;
     unsigned order;             /* pages per region: 1 << order */
     unsigned n_pages;
     bool in_range[MAX_PAGES];
@@ -94,7 +94,7 @@ static bool fake_rmp_is_2m(void *opaque, uint64_t iova)
     return w->rmp_2m[(iova / PAGE) >> w->order];
 }
 
-static World *world_new(RmpSyncPolicy policy, unsigned order,
+static World *world_new(RmpSyncEnginePolicy policy, unsigned order,
                         unsigned n_pages, guint32 seed)
 {
     World *w = g_new0(World, 1);
@@ -123,7 +123,7 @@ static void world_free(World *w)
 static bool wanted(World *w, uint64_t p)
 {
     return w->in_range[p] &&
-           (w->policy == RMP_SYNC_POLICY_ALL || w->shared[p]);
+           (w->policy == RMP_SYNC_MAP_ALL || w->shared[p]);
 }
 
 static FakeArea *area_at(World *w, uint64_t p)
@@ -395,7 +395,7 @@ static void random_event(World *w)
     }
 }
 
-static void run_random(RmpSyncPolicy policy, unsigned order, guint32 seed,
+static void run_random(RmpSyncEnginePolicy policy, unsigned order, guint32 seed,
                        unsigned steps)
 {
     World *w = world_new(policy, order, 0, seed);
@@ -417,22 +417,22 @@ static void run_random(RmpSyncPolicy policy, unsigned order, guint32 seed,
 static void test_random_shared(void)
 {
     for (guint32 seed = 1; seed <= 8; seed++) {
-        run_random(RMP_SYNC_POLICY_SHARED, 3, seed, 1500);
+        run_random(RMP_SYNC_MAP_SHARED, 3, seed, 1500);
     }
-    run_random(RMP_SYNC_POLICY_SHARED, 4, 99, 1500);
+    run_random(RMP_SYNC_MAP_SHARED, 4, 99, 1500);
 }
 
 static void test_random_all(void)
 {
     for (guint32 seed = 1; seed <= 4; seed++) {
-        run_random(RMP_SYNC_POLICY_ALL, 3, seed, 1500);
+        run_random(RMP_SYNC_MAP_ALL, 3, seed, 1500);
     }
 }
 
 /* Full-size regions (2M of 4K pages): the invariants, without brute force */
 static void test_random_2m_regions(void)
 {
-    World *w = world_new(RMP_SYNC_POLICY_SHARED, 9, 0, 7);
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 9, 0, 7);
     unsigned P = 512;
 
     w->n_pages = 6 * P;
@@ -451,7 +451,7 @@ static void test_random_2m_regions(void)
 /* The 2023 bug's sequence, as the engine must handle it */
 static void test_smash_and_reform(void)
 {
-    World *w = world_new(RMP_SYNC_POLICY_SHARED, 9, 0, 1);
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 9, 0, 1);
     RmpSyncStats st;
     unsigned P = 512;
 
@@ -500,7 +500,7 @@ static void test_smash_and_reform(void)
 /* Events for memory the engine does not hold, and redundant events */
 static void test_outside_and_redundant(void)
 {
-    World *w = world_new(RMP_SYNC_POLICY_SHARED, 3, 0, 3);
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 3, 0, 3);
     RmpSyncStats a, b;
 
     world_add_ranges(w, false);
@@ -542,7 +542,7 @@ static void check_view_matches_ioas(World *w);
 /* An ioctl fails: the engine's view stays the kernel's, a later event heals */
 static void test_errors_keep_state(void)
 {
-    World *w = world_new(RMP_SYNC_POLICY_SHARED, 3, 0, 11);
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 3, 0, 11);
     RmpSyncStats st;
 
     world_add_ranges(w, false);

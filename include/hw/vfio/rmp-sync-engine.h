@@ -33,10 +33,10 @@
 #define RMP_SYNC_PAGE_SHIFT     12
 #define RMP_SYNC_REGION_SHIFT   21
 
-typedef enum RmpSyncPolicy {
-    RMP_SYNC_POLICY_SHARED,     /* map shared pages: ordinary devices */
-    RMP_SYNC_POLICY_ALL,        /* map private and shared: TEE-IO */
-} RmpSyncPolicy;
+typedef enum RmpSyncEnginePolicy {
+    RMP_SYNC_MAP_SHARED,        /* map shared pages: ordinary devices */
+    RMP_SYNC_MAP_ALL,           /* map private and shared: TEE-IO */
+} RmpSyncEnginePolicy;
 
 typedef enum RmpSyncOpType {
     RMP_SYNC_OP_UNMAP,          /* remove every area inside the range */
@@ -79,12 +79,12 @@ typedef struct RmpSyncStats {
 
 typedef struct RmpSyncEngine RmpSyncEngine;
 
-RmpSyncEngine *rmp_sync_engine_new(RmpSyncPolicy policy,
+RmpSyncEngine *rmp_sync_engine_new(RmpSyncEnginePolicy policy,
                                    RmpSyncIssueFn *issue,
                                    RmpSyncRmpIs2MFn *rmp_is_2m,
                                    void *opaque);
 /* For tests: regions of 2^@region_order pages of 2^@page_shift bytes */
-RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncPolicy policy,
+RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncEnginePolicy policy,
                                           unsigned page_shift,
                                           unsigned region_order,
                                           RmpSyncIssueFn *issue,

@@ -1,0 +1,73 @@
+/*
+ * iommufd backend: configuration of the RMP-granularity sync
+ *
+ * With rmp-sync on, the VFIO containers of this backend map guest memory
+ * through hw/vfio/rmp-sync.c, which keeps the IO page sizes in lockstep
+ * with the RMP of the snp-rmp object named by "rmp".
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-types-snp.h"
+#include "system/iommufd.h"
+#include "hw/i386/snp-rmp.h"
+
+static int rmp_sync_get_policy(Object *obj, Error **errp)
+{
+    return IOMMUFD_BACKEND(obj)->rmp_sync.policy;
+}
+
+static void rmp_sync_set_policy(Object *obj, int value, Error **errp)
+{
+    IOMMUFD_BACKEND(obj)->rmp_sync.policy = value;
+}
+
+static char *rmp_sync_get_rmp(Object *obj, Error **errp)
+{
+    return g_strdup(IOMMUFD_BACKEND(obj)->rmp_sync.rmp);
+}
+
+static void rmp_sync_set_rmp(Object *obj, const char *value, Error **errp)
+{
+    IOMMUFDBackend *be = IOMMUFD_BACKEND(obj);
+
+    g_free(be->rmp_sync.rmp);
+    be->rmp_sync.rmp = g_strdup(value);
+}
+
+void iommufd_backend_rmp_sync_class_init(ObjectClass *oc)
+{
+    object_class_property_add_enum(oc, "rmp-sync", "RmpSyncPolicy",
+                                   &RmpSyncPolicy_lookup,
+                                   rmp_sync_get_policy, rmp_sync_set_policy);
+    object_class_property_set_description(oc, "rmp-sync",
+        "keep IO page sizes in lockstep with the RMP: off, shared or all");
+    object_class_property_add_str(oc, "rmp", rmp_sync_get_rmp,
+                                  rmp_sync_set_rmp);
+    object_class_property_set_description(oc, "rmp",
+        "the snp-rmp object rmp-sync follows (optional when there is one)");
+}
+
+bool iommufd_backend_rmp_sync_complete(IOMMUFDBackend *be, Error **errp)
+{
+    if (be->rmp_sync.policy == RMP_SYNC_POLICY_OFF) {
+        if (be->rmp_sync.rmp) {
+            error_setg(errp, "iommufd: 'rmp' needs rmp-sync=shared or all");
+            return false;
+        }
+        return true;
+    }
+    /* the snp-rmp object must exist already: create it first */
+    if (!snp_rmp_find(be->rmp_sync.rmp, errp)) {
+        error_prepend(errp, "iommufd: rmp-sync: ");
+        return false;
+    }
+    return true;
+}
+
+void iommufd_backend_rmp_sync_finalize(IOMMUFDBackend *be)
+{
+    g_free(be->rmp_sync.rmp);
+}

@@ -1,0 +1,104 @@
+/*
+ * QTest for the configuration of the RMP-granularity sync of iommufd
+ * backends (-object iommufd,rmp-sync=...,rmp=...)
+ *
+ * Runs without /dev/iommu: the backend opens it only when a VFIO device
+ * attaches, so what can be checked here is the configuration, its errors
+ * and the monitor interfaces.  The mapping path itself runs against a
+ * real kernel in the whole-system tests.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+
+static void assert_refused(const char *args, const char *error)
+{
+    g_autofree char *cmd = g_strdup_printf("%s -M q35 -accel qtest "
+                                           "-display none -S -monitor none "
+                                           "%s", qtest_qemu_binary(NULL),
+                                           args);
+    g_auto(GStrv) argv = NULL;
+    g_autofree char *err = NULL;
+    int status;
+
+    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
+                               NULL, NULL, NULL, &err, &status, NULL));
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    if (!strstr(err, error)) {
+        g_test_message("stderr: %s", err);
+    }
+    g_assert_nonnull(strstr(err, error));
+}
+
+static void test_config_errors(void)
+{
+    assert_refused("-object iommufd,id=fd0,rmp-sync=shared",
+                   "no snp-rmp object");
+    assert_refused("-object snp-rmp,id=rmp0 "
+                   "-object iommufd,id=fd0,rmp-sync=all,rmp=nope",
+                   "'nope' is not an snp-rmp object");
+    assert_refused("-object snp-rmp,id=rmp0 -object iommufd,id=fd0,rmp=rmp0",
+                   "'rmp' needs rmp-sync");
+    assert_refused("-object snp-rmp,id=rmp0 "
+                   "-object iommufd,id=fd0,rmp-sync=most",
+                   "rmp-sync");
+    /* the snp-rmp object must come first */
+    assert_refused("-object iommufd,id=fd0,rmp-sync=shared,rmp=rmp0 "
+                   "-object snp-rmp,id=rmp0", "'rmp0' is not an snp-rmp");
+}
+
+static void test_config(void)
+{
+    QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
+                                 "-object iommufd,id=fd0,rmp-sync=shared,"
+                                 "rmp=rmp0 -object iommufd,id=fd1");
+    QDict *r;
+
+    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                  " 'path': '/objects/fd0', 'property': 'rmp-sync' } }");
+    g_assert_cmpstr(qdict_get_str(r, "return"), ==, "shared");
+    qobject_unref(r);
+    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                  " 'path': '/objects/fd0', 'property': 'rmp' } }");
+    g_assert_cmpstr(qdict_get_str(r, "return"), ==, "rmp0");
+    qobject_unref(r);
+    /* off by default: VFIO maps as it always did */
+    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                  " 'path': '/objects/fd1', 'property': 'rmp-sync' } }");
+    g_assert_cmpstr(qdict_get_str(r, "return"), ==, "off");
+    qobject_unref(r);
+
+    /* no VFIO container yet: no IO address space to report */
+    r = qtest_qmp(qts, "{ 'execute': 'query-rmp-sync' }");
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(r, "return")), ==, 0);
+    qobject_unref(r);
+    r = qtest_qmp(qts, "{ 'execute': 'human-monitor-command',"
+                  " 'arguments': { 'command-line': 'info rmp-sync' } }");
+    g_assert_nonnull(strstr(qdict_get_str(r, "return"),
+                            "no IO address space follows an RMP"));
+    qobject_unref(r);
+
+    /* object-add validates the same way */
+    r = qtest_qmp(qts, "{ 'execute': 'object-add', 'arguments': {"
+                  " 'qom-type': 'iommufd', 'id': 'fd2', 'rmp-sync': 'all',"
+                  " 'rmp': 'nope' } }");
+    g_assert_nonnull(qdict_get_qdict(r, "error"));
+    qobject_unref(r);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'object-add', 'arguments': {"
+                             " 'qom-type': 'iommufd', 'id': 'fd3',"
+                             " 'rmp-sync': 'all' } }");
+    qtest_quit(qts);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    qtest_add_func("/vfio-rmp-sync/config-errors", test_config_errors);
+    qtest_add_func("/vfio-rmp-sync/config", test_config);
+    return g_test_run();
+}
