@@ -1,0 +1,258 @@
+/*
+ * snp-dma: the whole-system tests' tool inside the guest (the SNP host)
+ *
+ * Drives edu through vfio-pci and iommufd the way a VMM would: binds the
+ * VFIO cdev to /dev/iommu, attaches it to an IOAS, maps a hugetlb buffer
+ * with IOMMU_IOAS_MAP in the areas a scenario asks for, and starts edu
+ * DMA through the mmapped BAR.  Commands come one per line on stdin, each
+ * answered by one line starting with "ok" or "error", so a harness on the
+ * other side of the serial console can interleave them with QMP commands
+ * to the emulator:
+ *
+ *   setup DEV            bind /dev/vfio/devices/DEV, one IOAS
+ *   map IOVA OFF LEN     IOMMU_IOAS_MAP of buffer[OFF, OFF+LEN) at IOVA
+ *   unmap IOVA LEN       IOMMU_IOAS_UNMAP
+ *   pa OFF               physical address of buffer[OFF]
+ *   fill OFF SEED        write 64 pattern bytes at buffer[OFF]
+ *   check OFF SEED       are the 64 bytes at buffer[OFF] the pattern?
+ *   dma-read IOVA        edu reads 64 bytes at IOVA into its buffer
+ *   dma-write IOVA       edu writes 64 bytes of its buffer to IOVA
+ *
+ * The buffer is 128M of 2M hugetlb pages: each physically contiguous, so
+ * the IO page size the kernel picks follows from the areas (the harness
+ * finds pairs of adjacent pages with "pa" for larger IO pages).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/iommufd.h>
+#include <linux/vfio.h>
+
+#define BUF_SIZE        (128ULL << 20)
+#define DMA_LEN         64
+#define EDU_DMA_SRC     0x80
+#define EDU_DMA_DST     0x88
+#define EDU_DMA_CNT     0x90
+#define EDU_DMA_CMD     0x98
+#define EDU_DMA_START   1
+#define EDU_DMA_TO_RAM  2
+#define EDU_BUF         0x40000
+
+static int iommufd = -1, devfd = -1;
+static uint32_t ioas_id;
+static volatile uint8_t *bar;
+static uint8_t *buf;
+
+static int fail(const char *what)
+{
+    printf("error %s: %s\n", what, strerror(errno));
+    return -1;
+}
+
+static int setup(const char *dev)
+{
+    char path[96];
+    struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+    struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+    struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+    struct vfio_region_info reg = { .argsz = sizeof(reg),
+                                    .index = VFIO_PCI_BAR0_REGION_INDEX };
+
+    snprintf(path, sizeof(path), "/dev/vfio/devices/%s", dev);
+    iommufd = open("/dev/iommu", O_RDWR);
+    devfd = open(path, O_RDWR);
+    if (iommufd < 0 || devfd < 0) {
+        return fail("open");
+    }
+    bind.iommufd = iommufd;
+    if (ioctl(devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind)) {
+        return fail("VFIO_DEVICE_BIND_IOMMUFD");
+    }
+    if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &alloc)) {
+        return fail("IOMMU_IOAS_ALLOC");
+    }
+    ioas_id = alloc.out_ioas_id;
+    attach.pt_id = ioas_id;
+    if (ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach)) {
+        return fail("VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+    }
+    if (ioctl(devfd, VFIO_DEVICE_GET_REGION_INFO, &reg)) {
+        return fail("VFIO_DEVICE_GET_REGION_INFO");
+    }
+    bar = mmap(NULL, reg.size, PROT_READ | PROT_WRITE, MAP_SHARED, devfd,
+               reg.offset);
+    if (bar == MAP_FAILED) {
+        return fail("mmap BAR0");
+    }
+    /* bus master on: the PCI command register */
+    {
+        struct vfio_region_info cfg = { .argsz = sizeof(cfg),
+                                        .index = VFIO_PCI_CONFIG_REGION_INDEX };
+        uint16_t cmd;
+
+        if (ioctl(devfd, VFIO_DEVICE_GET_REGION_INFO, &cfg) ||
+            pread(devfd, &cmd, 2, cfg.offset + 4) != 2) {
+            return fail("config");
+        }
+        cmd |= 0x6;
+        if (pwrite(devfd, &cmd, 2, cfg.offset + 4) != 2) {
+            return fail("config write");
+        }
+    }
+    buf = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE,
+               -1, 0);
+    if (buf == MAP_FAILED) {
+        return fail("mmap 2M hugetlb pages");
+    }
+    memset(buf, 0, 4096);
+    printf("ok ioas %u\n", ioas_id);
+    return 0;
+}
+
+static int map(uint64_t iova, uint64_t off, uint64_t len)
+{
+    struct iommu_ioas_map m = {
+        .size = sizeof(m),
+        .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+                 IOMMU_IOAS_MAP_WRITEABLE,
+        .ioas_id = ioas_id,
+        .user_va = (uintptr_t)buf + off,
+        .length = len,
+        .iova = iova,
+    };
+
+    if (ioctl(iommufd, IOMMU_IOAS_MAP, &m)) {
+        return fail("IOMMU_IOAS_MAP");
+    }
+    printf("ok\n");
+    return 0;
+}
+
+static int unmap(uint64_t iova, uint64_t len)
+{
+    struct iommu_ioas_unmap u = {
+        .size = sizeof(u),
+        .ioas_id = ioas_id,
+        .iova = iova,
+        .length = len,
+    };
+
+    if (ioctl(iommufd, IOMMU_IOAS_UNMAP, &u)) {
+        return fail("IOMMU_IOAS_UNMAP");
+    }
+    printf("ok\n");
+    return 0;
+}
+
+static int pa(uint64_t off)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    uint64_t va = (uintptr_t)buf + off, ent;
+
+    if (fd < 0 || pread(fd, &ent, 8, va / 4096 * 8) != 8) {
+        return fail("pagemap");
+    }
+    close(fd);
+    if (!(ent >> 63)) {
+        errno = EFAULT;
+        return fail("page not present");
+    }
+    printf("ok 0x%" PRIx64 "\n",
+           (uint64_t)((ent & ((1ULL << 55) - 1)) * 4096 + va % 4096));
+    return 0;
+}
+
+static void pattern(uint8_t *p, unsigned seed)
+{
+    for (int i = 0; i < DMA_LEN; i++) {
+        p[i] = seed + i * 7;
+    }
+}
+
+static void reg_write(unsigned off, uint64_t v)
+{
+    *(volatile uint64_t *)(bar + off) = v;
+}
+
+static uint64_t reg_read(unsigned off)
+{
+    return *(volatile uint64_t *)(bar + off);
+}
+
+static int dma(uint64_t src, uint64_t dst, uint64_t cmd)
+{
+    struct timespec ts = { 0, 1000000 };
+
+    reg_write(EDU_DMA_SRC, src);
+    reg_write(EDU_DMA_DST, dst);
+    reg_write(EDU_DMA_CNT, DMA_LEN);
+    reg_write(EDU_DMA_CMD, cmd | EDU_DMA_START);
+    for (int i = 0; i < 10000 && (reg_read(EDU_DMA_CMD) & EDU_DMA_START);
+         i++) {
+        nanosleep(&ts, NULL);
+    }
+    if (reg_read(EDU_DMA_CMD) & EDU_DMA_START) {
+        errno = ETIMEDOUT;
+        return fail("edu DMA");
+    }
+    printf("ok\n");
+    return 0;
+}
+
+int main(void)
+{
+    char line[256], cmd[32], arg[64];
+    uint64_t a, b, c;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("snp-dma ready\n");
+    while (fgets(line, sizeof(line), stdin)) {
+        int n = sscanf(line, "%31s %" SCNi64 " %" SCNi64 " %" SCNi64, cmd, &a,
+                       &b, &c);
+
+        if (n < 1) {
+            continue;
+        }
+        if (!strcmp(cmd, "setup") && sscanf(line, "%*s %63s", arg) == 1) {
+            setup(arg);
+        } else if (!strcmp(cmd, "map") && n == 4) {
+            map(a, b, c);
+        } else if (!strcmp(cmd, "unmap") && n == 3) {
+            unmap(a, b);
+        } else if (!strcmp(cmd, "pa") && n == 2) {
+            pa(a);
+        } else if (!strcmp(cmd, "fill") && n == 3) {
+            pattern(buf + a, b);
+            printf("ok\n");
+        } else if (!strcmp(cmd, "check") && n == 3) {
+            uint8_t want[DMA_LEN];
+
+            pattern(want, b);
+            printf("ok %s\n", memcmp(buf + a, want, DMA_LEN) ? "differs"
+                                                             : "matches");
+        } else if (!strcmp(cmd, "dma-read") && n == 2) {
+            dma(a, EDU_BUF, 0);
+        } else if (!strcmp(cmd, "dma-write") && n == 2) {
+            dma(EDU_BUF, a, EDU_DMA_TO_RAM);
+        } else if (!strcmp(cmd, "quit")) {
+            printf("ok\n");
+            return 0;
+        } else {
+            printf("error unknown command: %s", line);
+        }
+    }
+    return 0;
+}

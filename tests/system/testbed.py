@@ -1,0 +1,358 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Whole-system tests: a real Linux host kernel on the fork.
+
+The guest of the fork is the SNP host: its own AMD IOMMU driver programs
+the emulated amd-iommu (snp=on), and snp-dma (tests/system/snp-dma.c)
+maps memory through iommufd and makes edu DMA through vfio-pci.  This
+harness plays KVM: it changes the RMP over QMP between the guest's steps,
+and asserts the guest kernel's own log lines and the fork's SNP_RMP_FAULT
+events.
+
+Usage: testbed.py QEMU BZIMAGE INITRAMFS [--demo] [SCENARIO...]
+Prints TAP and a closing "N passed, N failed" line.
+"""
+
+import json
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BOOT_TIMEOUT = 120
+STEP_TIMEOUT = 30
+M2 = 2 << 20
+K4 = 4096
+IOVA = 0x40000000           # 1G-aligned: any area size keeps its alignment
+BUF_PAGES = 64              # snp-dma's buffer: 2M hugetlb pages
+
+
+class TestbedError(Exception):
+    pass
+
+
+class Fork:
+    """The fork running the test guest, with its console and QMP."""
+
+    def __init__(self, qemu, kernel, initrd, accel):
+        self.tmp = tempfile.mkdtemp(prefix="snp-testbed-")
+        self.qmp_path = os.path.join(self.tmp, "qmp.sock")
+        self.console = []
+        self.lines = queue.Queue()
+        self.events = []
+        args = [qemu, "-M", "q35", "-accel", accel, "-m", "3G", "-smp", "1",
+                "-display", "none", "-monitor", "none", "-nodefaults",
+                "-serial", "stdio",
+                "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
+                "-kernel", kernel, "-initrd", initrd,
+                "-append", "console=ttyS0 panic=-1 quiet loglevel=4",
+                "-object", "snp-rmp,id=rmp0",
+                "-device", "amd-iommu,dma-remap=on,snp=on,rmp=rmp0",
+                "-device", "edu,id=edu0,addr=04.0,dma_mask=0xffffffffff",
+                "-no-reboot"]
+        args += ["-cpu", "host" if accel == "kvm" else "max"]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        threading.Thread(target=self._read_console, daemon=True).start()
+        self.qmp = None
+        deadline = time.time() + 10
+        while time.time() < deadline and self.qmp is None:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(self.qmp_path)
+                self.qmp = s
+            except OSError:
+                time.sleep(0.05)
+        if self.qmp is None:
+            raise TestbedError("no QMP socket from the fork")
+        self.qmp_file = self.qmp.makefile("rw")
+        self._qmp_read()                # greeting
+        self.execute("qmp_capabilities")
+
+    def _read_console(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            self.console.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _qmp_read(self):
+        line = self.qmp_file.readline()
+        if not line:
+            raise TestbedError("QMP connection closed")
+        return json.loads(line)
+
+    def execute(self, cmd, **args):
+        msg = {"execute": cmd}
+        if args:
+            msg["arguments"] = args
+        self.qmp_file.write(json.dumps(msg) + "\n")
+        self.qmp_file.flush()
+        while True:
+            r = self._qmp_read()
+            if "event" in r:
+                self.events.append(r)
+                continue
+            if "error" in r:
+                raise TestbedError("QMP %s: %s" % (cmd, r["error"]["desc"]))
+            return r["return"]
+
+    def take_events(self, name):
+        self.execute("query-status")    # delivers pending events
+        found = [e for e in self.events if e["event"] == name]
+        self.events = [e for e in self.events if e["event"] != name]
+        return found
+
+    def wait_for(self, pattern, timeout):
+        deadline = time.time() + timeout
+        rx = re.compile(pattern)
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TestbedError("timeout waiting for %r" % pattern)
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise TestbedError("the fork exited waiting for %r" % pattern)
+            if rx.search(line):
+                return line
+
+    def cmd(self, line, timeout=STEP_TIMEOUT):
+        """Send a command to snp-dma; return its answer after "ok"."""
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+        answer = self.wait_for(r"^(ok|error)\b", timeout)
+        if answer.startswith("error"):
+            raise TestbedError("snp-dma %s: %s" % (line, answer))
+        return answer[2:].strip()
+
+    def log_since(self, mark):
+        return self.console[mark:]
+
+    def close(self):
+        try:
+            self.proc.stdin.write(b"quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class Scenario:
+    def __init__(self, fork, demo):
+        self.f = fork
+        self.demo = demo
+        self.seed = 0x10
+
+    def say(self, text):
+        if self.demo:
+            print(text, flush=True)
+
+    def boot(self):
+        self.f.wait_for("SNP-TESTBED READY", BOOT_TIMEOUT)
+        dev = [l for l in self.f.console if l.startswith("vfio devices:")]
+        if not dev or "vfio" not in dev[-1].split(":", 1)[1]:
+            raise TestbedError("no VFIO cdev in the guest")
+        self.f.cmd("setup vfio0")
+        # the SPA of each 2M hugetlb page of snp-dma's buffer
+        self.pages = [int(self.f.cmd("pa %#x" % (i * M2)), 16)
+                      for i in range(BUF_PAGES)]
+        # a scratch page, mapped 4K, for loading edu's buffer
+        self.scratch_off = (BUF_PAGES - 1) * M2
+        self.scratch_iova = 0x7000000
+        self.f.cmd("map %#x %#x %#x" % (self.scratch_iova, self.scratch_off,
+                                        K4))
+
+    def adjacent_pair(self):
+        """Offset of two hugetlb pages that form a 4M-aligned 4M, or None"""
+        for i in range(BUF_PAGES - 2):
+            if self.pages[i] % (2 * M2) == 0 and \
+                    self.pages[i + 1] == self.pages[i] + M2:
+                return i * M2
+        return None
+
+    def rmp(self, spa, size, assigned=False, **kw):
+        self.f.execute("snp-rmp-update", spa=spa, **{"page-size": size},
+                       assigned=assigned, **kw)
+
+    def write_dma(self, iova, off):
+        """edu writes a fresh pattern to iova; did it arrive at buf[off]?"""
+        self.seed = (self.seed + 0x31) & 0xff
+        self.f.cmd("fill %#x %d" % (self.scratch_off, self.seed))
+        self.f.cmd("dma-read %#x" % self.scratch_iova)
+        self.f.cmd("dma-write %#x" % iova)
+        return self.f.cmd("check %#x %d" % (off, self.seed)) == "matches"
+
+    def expect_fault(self, mark, iova, reason, io_page_size):
+        events = self.f.take_events("SNP_RMP_FAULT")
+        if not events:
+            raise TestbedError("no SNP_RMP_FAULT for iova %#x" % iova)
+        d = events[-1]["data"]
+        if (d["iova"], d["reason"], d["io-page-size"]) != \
+                (iova, reason, io_page_size):
+            raise TestbedError("unexpected SNP_RMP_FAULT %s" % d)
+        gpa = "gpa=0x%x" % iova
+        line = None
+        deadline = time.time() + STEP_TIMEOUT
+        while time.time() < deadline and line is None:
+            for l in self.f.log_since(mark):
+                if "RMP_PAGE_FAULT" in l and gpa in l:
+                    line = l
+            time.sleep(0.1)
+        if line is None:
+            raise TestbedError("the guest kernel logged no RMP_PAGE_FAULT "
+                               "for %s" % gpa)
+        self.say("    fork:  SNP_RMP_FAULT %s iova %#x spa %#x, IO page %#x "
+                 "checked at %s, RMP %s: %s" %
+                 (d["device"], d["iova"], d["spa"], d["io-page-size"],
+                  d["check-size"], d["rmp-page-size"], d["reason"]))
+        self.say("    guest: %s" % line.strip())
+        return d
+
+    def expect_no_fault(self):
+        events = self.f.take_events("SNP_RMP_FAULT")
+        if events:
+            raise TestbedError("unexpected SNP_RMP_FAULT %s" % events[-1])
+
+
+def scenario_2023_bug(s):
+    """Thread 003: a 2M IO page over an RMP region smashed to 4K."""
+    f = s.f
+    spa = s.pages[0]
+    if spa % M2:
+        raise TestbedError("buffer not 2M aligned: %#x" % spa)
+    s.say("1. The host maps 2M of memory as one iommufd area: IOVA %#x -> "
+          "SPA %#x; the RMP holds the region as one 2M hypervisor-owned "
+          "entry." % (IOVA, spa))
+    s.rmp(spa, "2m")
+    f.cmd("map %#x 0 %#x" % (IOVA, M2))
+    if not s.write_dma(IOVA + 0x5000, 0x5000):
+        raise TestbedError("DMA through the 2M IO page failed")
+    s.expect_no_fault()
+    s.say("2. edu writes to IOVA %#x: 2M IO page, 2M RMP entry: the data "
+          "arrives." % (IOVA + 0x5000))
+    s.say("3. KVM, for a guest converting one 4K page to private, PSMASHes "
+          "the 2M RMP entry and assigns that page (QMP).")
+    f.execute("snp-rmp-psmash", spa=spa)
+    s.rmp(spa + 0x1ff000, "4k", assigned=True, asid=1,
+          gpa=IOVA + 0x1ff000, validated=True)
+    mark = len(f.console)
+    if s.write_dma(IOVA + 0x5000, 0x5000):
+        raise TestbedError("DMA through a 2M IO page over 4K RMP arrived")
+    s.say("4. edu writes to the same, still shared, page: the DMA is lost.")
+    s.expect_fault(mark, IOVA + 0x5000, "page-size-mismatch", M2)
+    s.say("5. The fix: remap the 2M as 4K-checked areas (two 1M areas).")
+    f.cmd("unmap %#x %#x" % (IOVA, M2))
+    f.cmd("map %#x 0 %#x" % (IOVA, M2 // 2))
+    f.cmd("map %#x %#x %#x" % (IOVA + M2 // 2, M2 // 2, M2 // 2))
+    if not s.write_dma(IOVA + 0x5000, 0x5000):
+        raise TestbedError("DMA after the remap failed")
+    s.expect_no_fault()
+    s.say("   edu writes again: the data arrives.")
+    f.cmd("unmap %#x %#x" % (IOVA, M2))
+    s.rmp(spa, "2m")
+
+
+def scenario_page_size_rules(s):
+    """Thread 000: 4K IO pages over 2M RMP fault; 2M and 4M work."""
+    f = s.f
+    base_off = s.adjacent_pair()
+    if base_off is None:
+        raise TestbedError("no two hugetlb pages form a 4M: cannot test 4M "
+                           "IO pages")
+    spa = s.pages[base_off // M2]
+    iova = IOVA + 0x10000000
+    s.rmp(spa, "2m")
+    s.rmp(spa + M2, "2m")
+    # 4K-checked pages (two 1M areas) over a 2M RMP entry
+    f.cmd("map %#x %#x %#x" % (iova, base_off, M2 // 2))
+    f.cmd("map %#x %#x %#x" % (iova + M2 // 2, base_off + M2 // 2, M2 // 2))
+    mark = len(f.console)
+    if s.write_dma(iova + 0x3000, base_off + 0x3000):
+        raise TestbedError("4K-checked DMA over a 2M RMP entry arrived")
+    s.say("4K IO pages over a 2M RMP entry:")
+    s.expect_fault(mark, iova + 0x3000, "page-size-mismatch", M2 // 2)
+    f.cmd("unmap %#x %#x" % (iova, M2))
+    # one 2M area: works
+    f.cmd("map %#x %#x %#x" % (iova, base_off, M2))
+    if not s.write_dma(iova + 0x3000, base_off + 0x3000):
+        raise TestbedError("2M DMA over a 2M RMP entry failed")
+    s.expect_no_fault()
+    s.say("2M IO page over a 2M RMP entry: the data arrives.")
+    f.cmd("unmap %#x %#x" % (iova, M2))
+    # one 4M area over two 2M entries: works (checked as 2M)
+    f.cmd("map %#x %#x %#x" % (iova, base_off, 2 * M2))
+    if not s.write_dma(iova + M2 + 0x3000, base_off + M2 + 0x3000):
+        raise TestbedError("4M DMA over 2M RMP entries failed")
+    s.expect_no_fault()
+    s.say("4M IO page over 2M RMP entries: the data arrives.")
+    # smash the second 2M: the 4M page faults there, not retried at 4K
+    f.execute("snp-rmp-psmash", spa=spa + M2)
+    mark = len(f.console)
+    if s.write_dma(iova + M2 + 0x3000, base_off + M2 + 0x3000):
+        raise TestbedError("4M DMA over a smashed region arrived")
+    s.say("4M IO page over a region smashed to 4K (no retry at 4K):")
+    d = s.expect_fault(mark, iova + M2 + 0x3000, "page-size-mismatch",
+                       2 * M2)
+    if d["check-size"] != "2m" or d["rmp-page-size"] != "4k":
+        raise TestbedError("wrong sizes in %s" % d)
+    f.cmd("unmap %#x %#x" % (iova, 2 * M2))
+
+
+SCENARIOS = {
+    "2023-bug": scenario_2023_bug,
+    "page-size-rules": scenario_page_size_rules,
+}
+
+
+def main(argv):
+    demo = "--demo" in argv
+    argv = [a for a in argv if a != "--demo"]
+    qemu, kernel, initrd = argv[1:4]
+    names = argv[4:] or list(SCENARIOS)
+    accel = os.environ.get("SNP_TESTBED_ACCEL", "tcg")
+    passed = failed = 0
+    start = time.time()
+    f = Fork(qemu, kernel, initrd, accel)
+    s = Scenario(f, demo)
+    print("1..%d" % len(names))
+    try:
+        s.boot()
+        if demo:
+            print("booted in %.1f s (%s)" % (time.time() - start, accel))
+        for i, name in enumerate(names, 1):
+            try:
+                if demo:
+                    print("== %s: %s" % (name, SCENARIOS[name].__doc__))
+                SCENARIOS[name](s)
+                print("ok %d - %s" % (i, name))
+                passed += 1
+            except TestbedError as e:
+                print("not ok %d - %s: %s" % (i, name, e))
+                print("# last console lines:")
+                for l in f.console[-20:]:
+                    print("#   " + l)
+                failed += 1
+    except TestbedError as e:
+        print("not ok - boot: %s" % e)
+        print("# last console lines:")
+        for l in f.console[-30:]:
+            print("#   " + l)
+        failed += len(names)
+    finally:
+        f.close()
+    print("system: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
