@@ -15,7 +15,13 @@ QTESTS    = amd-iommu-snp-test vfio-rmp-sync-test bios-tables-test intel-iommu-t
             device-introspect-test
 NINJA_TARGETS = qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
 
-.PHONY: all build demo check check-unit check-qtest bench checkpatch clean
+SYS_BLD   = $(BUILD)/system
+TESTBED   = /usr/bin/python3 tests/system/testbed.py \
+            $(QEMU_BLD)/qemu-system-x86_64 $(SYS_BLD)/bzImage \
+            $(SYS_BLD)/initramfs.gz
+
+.PHONY: all build testbed demo demo-qtest check check-unit check-qtest \
+        check-system bench checkpatch clean
 
 all: build demo
 
@@ -31,7 +37,15 @@ build: $(BUILD)/config.mak
 	@test -f $(CORE_BLD)/build.ninja || meson setup $(CORE_BLD) .
 	ninja -C $(CORE_BLD)
 
-demo: build
+testbed: build
+	tests/system/build-testbed.sh $(CURDIR)/$(SYS_BLD)
+
+# The 2023 RMP #PF, reproduced by a real Linux host kernel on the fork
+demo: testbed
+	@$(TESTBED) --demo 2023-bug
+
+# The same bug driven by a qtest, without a kernel
+demo-qtest: build
 	@QTEST_QEMU_BINARY=$(QEMU_BLD)/qemu-system-x86_64 \
 	    $(QEMU_BLD)/tests/qtest/amd-iommu-snp-test \
 	    -p /x86_64/amd-iommu-snp/demo/2023-rmp-fault | \
@@ -43,7 +57,10 @@ check-unit: build
 check-qtest: build
 	scripts/run-qtests.sh $(QEMU_SRC) $(CURDIR)/$(QEMU_BLD)
 
-check: check-unit check-qtest
+check-system: testbed
+	$(TESTBED)
+
+check: check-unit check-qtest check-system
 
 bench: build
 	$(CORE_BLD)/bench-snp-rmp

@@ -26,6 +26,7 @@ import time
 
 BOOT_TIMEOUT = 120
 STEP_TIMEOUT = 30
+KVM_PROBE_TIMEOUT = 10
 M2 = 2 << 20
 K4 = 4096
 IOVA = 0x40000000           # 1G-aligned: any area size keeps its alignment
@@ -314,12 +315,46 @@ SCENARIOS = {
 }
 
 
+def kvm_boots(qemu, kernel, initrd):
+    """Does this host's KVM boot the test kernel far enough to print?"""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm is not usable"
+    proc = subprocess.Popen([qemu, "-M", "q35", "-accel", "kvm", "-cpu",
+                             "host", "-m", "512M", "-display", "none",
+                             "-monitor", "none", "-nodefaults", "-serial",
+                             "stdio", "-kernel", kernel, "-initrd", initrd,
+                             "-append", "console=ttyS0 earlyprintk=ttyS0",
+                             "-no-reboot"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = b""
+    deadline = time.time() + KVM_PROBE_TIMEOUT
+    os.set_blocking(proc.stdout.fileno(), False)
+    while time.time() < deadline and b"Linux version" not in out:
+        time.sleep(0.2)
+        out += proc.stdout.read() or b""
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    proc.wait()
+    if b"Linux version" in out:
+        return True, ""
+    return False, ("KVM printed nothing in %d s: %s" %
+                   (KVM_PROBE_TIMEOUT,
+                    out.decode(errors="replace").strip()[-200:] or
+                    "no console output"))
+
+
 def main(argv):
     demo = "--demo" in argv
     argv = [a for a in argv if a != "--demo"]
     qemu, kernel, initrd = argv[1:4]
     names = argv[4:] or list(SCENARIOS)
-    accel = os.environ.get("SNP_TESTBED_ACCEL", "tcg")
+    accel = os.environ.get("SNP_TESTBED_ACCEL", "auto")
+    if accel == "auto":
+        ok, why = kvm_boots(qemu, kernel, initrd)
+        accel = "kvm" if ok else "tcg"
+        if not ok:
+            print("# KVM not used: %s; running under TCG" % why)
     passed = failed = 0
     start = time.time()
     f = Fork(qemu, kernel, initrd, accel)
