@@ -38,7 +38,8 @@ build: $(BUILD)/config.mak
 	ninja -C $(CORE_BLD)
 
 testbed: build
-	tests/system/build-testbed.sh $(CURDIR)/$(SYS_BLD)
+	tests/system/build-testbed.sh $(CURDIR)/$(SYS_BLD) \
+	    $(CURDIR)/$(QEMU_BLD)/qemu-system-x86_64
 
 # The 2023 RMP #PF, reproduced by a real Linux host kernel on the fork
 demo: testbed

@@ -1,5 +1,5 @@
 #!/bin/sh
-# build-testbed.sh OUT: the whole-system test guest, from Debian packages
+# build-testbed.sh OUT QEMU: the whole-system test guest, from Debian packages
 # only: a kernel from Debian's linux source package (pinned below, from
 # sid) with the AMD IOMMU driver, iommufd and the VFIO cdev built in,
 # busybox-static, and snp-dma, packed into an initramfs.  Everything is
@@ -10,6 +10,7 @@ LINUX_VERSION=7.2.8
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$1
+qemu=$2                 # the fork: the guest runs it as an inner VMM too
 cache="${SNP_VIOMMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/snp-viommu}/linux"
 src="$out/linux-$LINUX_VERSION"
 mkdir -p "$out" "$cache"
@@ -61,6 +62,13 @@ cp /bin/busybox "$root/bin/busybox"
 gcc -static -O2 -Wall -Werror -I"$out/headers/include" \
     -o "$root/bin/snp-dma" "$top/tests/system/snp-dma.c"
 cp "$top/tests/system/init" "$root/init"
+# the fork, its libraries and firmware, for the inner-VMM scenarios
+mkdir -p "$root/share" "$root/lib64" "$root/lib/x86_64-linux-gnu"
+cp "$qemu" "$root/bin/qemu-system-x86_64"
+for lib in $(ldd "$qemu" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'); do
+    cp -L "$lib" "$root$lib"
+done
+cp -L /usr/share/seabios/bios-256k.bin "$root/share/"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initramfs.gz"
 echo "build-testbed: $out/bzImage $out/initramfs.gz"

@@ -13,6 +13,8 @@
  *   map IOVA OFF LEN     IOMMU_IOAS_MAP of buffer[OFF, OFF+LEN) at IOVA
  *   unmap IOVA LEN       IOMMU_IOAS_UNMAP
  *   pa OFF               physical address of buffer[OFF]
+ *   pa-file PATH OFF     physical address of byte OFF of file PATH (the
+ *                        hugetlbfs file behind the inner VMM's RAM)
  *   fill OFF SEED        write 64 pattern bytes at buffer[OFF]
  *   check OFF SEED       are the 64 bytes at buffer[OFF] the pattern?
  *   dma-read IOVA        edu reads 64 bytes at IOVA into its buffer
@@ -175,6 +177,34 @@ static int pa(uint64_t off)
     return 0;
 }
 
+static int pa_file(const char *path, uint64_t off)
+{
+    int fd = open(path, O_RDWR);
+    uint64_t page = off & ~((2ULL << 20) - 1), va, ent;
+    uint8_t *m;
+    int pm;
+
+    if (fd < 0) {
+        return fail("open");
+    }
+    m = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, page);
+    close(fd);
+    if (m == MAP_FAILED) {
+        return fail("mmap");
+    }
+    va = (uintptr_t)m + (off - page);
+    (void)*(volatile uint8_t *)va;      /* fault it in: the same page */
+    pm = open("/proc/self/pagemap", O_RDONLY);
+    if (pm < 0 || pread(pm, &ent, 8, va / 4096 * 8) != 8 || !(ent >> 63)) {
+        return fail("pagemap");
+    }
+    close(pm);
+    munmap(m, 2 << 20);
+    printf("ok 0x%" PRIx64 "\n",
+           (uint64_t)((ent & ((1ULL << 55) - 1)) * 4096 + va % 4096));
+    return 0;
+}
+
 static void pattern(uint8_t *p, unsigned seed)
 {
     for (int i = 0; i < DMA_LEN; i++) {
@@ -232,6 +262,9 @@ int main(void)
             map(a, b, c);
         } else if (!strcmp(cmd, "unmap") && n == 3) {
             unmap(a, b);
+        } else if (!strcmp(cmd, "pa-file") &&
+                   sscanf(line, "%*s %63s %" SCNi64, arg, &a) == 2) {
+            pa_file(arg, a);
         } else if (!strcmp(cmd, "pa") && n == 2) {
             pa(a);
         } else if (!strcmp(cmd, "fill") && n == 3) {

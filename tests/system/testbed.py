@@ -27,6 +27,7 @@ import time
 BOOT_TIMEOUT = 120
 STEP_TIMEOUT = 30
 KVM_PROBE_TIMEOUT = 10
+INNER_TIMEOUT = 300
 M2 = 2 << 20
 K4 = 4096
 IOVA = 0x40000000           # 1G-aligned: any area size keeps its alignment
@@ -40,18 +41,24 @@ class TestbedError(Exception):
 class Fork:
     """The fork running the test guest, with its console and QMP."""
 
-    def __init__(self, qemu, kernel, initrd, accel):
+    def __init__(self, qemu, kernel, initrd, accel, inner=None):
         self.tmp = tempfile.mkdtemp(prefix="snp-testbed-")
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
+        self.inner_qtest_path = os.path.join(self.tmp, "inner-qtest.sock")
+        self.inner_qmp_path = os.path.join(self.tmp, "inner-qmp.sock")
         self.console = []
         self.lines = queue.Queue()
         self.events = []
         args = [qemu, "-M", "q35", "-accel", accel, "-m", "3G", "-smp", "1",
                 "-display", "none", "-monitor", "none", "-nodefaults",
                 "-serial", "stdio",
+                "-serial", "unix:%s,server=on,wait=off" %
+                self.inner_qtest_path,
+                "-serial", "unix:%s,server=on,wait=off" % self.inner_qmp_path,
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
                 "-kernel", kernel, "-initrd", initrd,
-                "-append", "console=ttyS0 panic=-1 quiet loglevel=4",
+                "-append", "console=ttyS0 panic=-1 quiet loglevel=4" +
+                (" snp_inner=%s" % inner if inner else ""),
                 "-object", "snp-rmp,id=rmp0",
                 "-device", "amd-iommu,dma-remap=on,snp=on,rmp=rmp0",
                 "-device", "edu,id=edu0,addr=04.0,dma_mask=0xffffffffff",
@@ -148,6 +155,117 @@ class Fork:
         self.proc.wait()
 
 
+class LineChannel:
+    """A line protocol over one of the fork's serial ports."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.sock.settimeout(STEP_TIMEOUT)
+        self.buf = b""
+
+    def send(self, line):
+        self.sock.sendall((line + "\n").encode())
+
+    def recv(self, timeout=STEP_TIMEOUT):
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TestbedError("no answer on %s" % self.sock.getpeername())
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise TestbedError("%s closed" % self.sock.getpeername())
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace").strip("\r")
+
+
+class InnerVMM:
+    """The fork running inside the guest as edu's VMM: qtest and QMP."""
+
+    def __init__(self, fork):
+        self.qt = LineChannel(fork.inner_qtest_path)
+        self.qmp = LineChannel(fork.inner_qmp_path)
+        self.f = fork
+
+    def qtest(self, cmd, timeout=STEP_TIMEOUT):
+        self.qt.send(cmd)
+        while True:
+            r = self.qt.recv(timeout)
+            if r.startswith("OK") or r.startswith("FAIL"):
+                break
+        if not r.startswith("OK"):
+            raise TestbedError("inner qtest %s: %s" % (cmd, r))
+        return r[2:].strip()
+
+    def execute(self, cmd, **args):
+        self.seq = getattr(self, "seq", 0) + 1
+        msg = {"execute": cmd, "id": self.seq}
+        if args:
+            msg["arguments"] = args
+        self.qmp.send(json.dumps(msg))
+        while True:
+            line = self.qmp.recv(10)
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            # answers to noise on the line before the VMM opened it carry
+            # no id of ours
+            if r.get("id") == self.seq and ("return" in r or "error" in r):
+                break
+        if "error" in r:
+            raise TestbedError("inner QMP %s: %s" % (cmd, r["error"]["desc"]))
+        return r["return"]
+
+    def connect(self, timeout):
+        """Wait for the inner VMM's QMP, then set up edu's BAR."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.execute("qmp_capabilities")
+                break
+            except TestbedError as e:
+                if "already" in str(e):
+                    break
+                if time.time() > deadline:
+                    raise TestbedError("the inner VMM never answered QMP: %s"
+                                       % e)
+        # edu at 00:05.0: BAR0 at 0xe0000000, memory and bus master on
+        cfg = 0x80000000 | (5 << 11)
+        self.qtest("outl 0xcf8 %#x" % (cfg | 0x10))
+        self.qtest("outl 0xcfc 0xe0000000")
+        self.qtest("outl 0xcf8 %#x" % (cfg | 0x4))
+        self.qtest("outw 0xcfc 0x6")
+
+    def dma(self, src, dst, cmd):
+        bar = 0xe0000000
+        self.qtest("writeq %#x %#x" % (bar + 0x80, src))
+        self.qtest("writeq %#x %#x" % (bar + 0x88, dst))
+        self.qtest("writeq %#x 64" % (bar + 0x90))
+        self.qtest("writeq %#x %#x" % (bar + 0x98, cmd | 1))
+        deadline = time.time() + STEP_TIMEOUT
+        while int(self.qtest("readq %#x" % (bar + 0x98)), 16) & 1:
+            if time.time() > deadline:
+                raise TestbedError("inner edu DMA never completed")
+            time.sleep(0.05)
+
+    def write_dma(self, gpa, seed):
+        """edu DMA-writes a pattern to @gpa; did it arrive?"""
+        pattern = bytes((seed + i * 7) & 0xff for i in range(64))
+        scratch = 0x100000
+        self.qtest("write %#x 64 0x%s" % (scratch, pattern.hex()))
+        self.dma(scratch, 0x40000, 0)
+        self.qtest("write %#x 64 0x%s" % (gpa, "00" * 64))
+        self.dma(0x40000, gpa, 2)
+        return self.qtest("read %#x 64" % gpa) == "0x" + pattern.hex()
+
+
 class Scenario:
     def __init__(self, fork, demo):
         self.f = fork
@@ -158,11 +276,13 @@ class Scenario:
         if self.demo:
             print(text, flush=True)
 
-    def boot(self):
+    def boot(self, vfio=True):
         self.f.wait_for("SNP-TESTBED READY", BOOT_TIMEOUT)
         dev = [l for l in self.f.console if l.startswith("vfio devices:")]
         if not dev or "vfio" not in dev[-1].split(":", 1)[1]:
             raise TestbedError("no VFIO cdev in the guest")
+        if not vfio:
+            return              # the inner VMM owns edu
         self.f.cmd("setup vfio0")
         # the SPA of each 2M hugetlb page of snp-dma's buffer
         self.pages = [int(self.f.cmd("pa %#x" % (i * M2)), 16)
@@ -309,10 +429,100 @@ def scenario_page_size_rules(s):
     f.cmd("unmap %#x %#x" % (iova, 2 * M2))
 
 
+def engine_in_the_loop(s, mode):
+    """The fork as edu's VMM in the guest, iommufd rmp-sync=MODE: the
+    harness converts pages and smashes and re-forms RMP entries in the
+    emulated hardware and in the VMM's snp-rmp; edu DMAs after each step."""
+    f = s.f
+    v = InnerVMM(f)
+    v.connect(INNER_TIMEOUT)
+    region = 0x2000000                  # a 2M region of the inner guest
+
+    def spa(gpa):
+        return int(f.cmd("pa-file /dev/hugepages/inner-ram %#x" % gpa), 16)
+
+    def both_rmp(at, size, **kw):
+        kw.setdefault("assigned", False)
+        f.execute("snp-rmp-update", spa=spa(at), **{"page-size": size},
+                  **kw)
+        v.execute("snp-rmp-update", spa=at, **{"page-size": size}, **kw)
+
+    def both_psmash(gpa):
+        f.execute("snp-rmp-psmash", spa=spa(gpa))
+        v.execute("snp-rmp-psmash", spa=gpa)
+
+    def stats():
+        info = v.execute("query-rmp-sync")
+        return info[0] if info else {}
+
+    faults = []
+
+    def dma(gpa, expect):
+        s.seed = (s.seed + 0x31) & 0xff
+        arrived = v.write_dma(gpa, s.seed)
+        faults.extend(f.take_events("SNP_RMP_FAULT"))
+        if arrived != expect:
+            raise TestbedError("DMA to GPA %#x %s (rmp-sync=%s), faults %s"
+                               % (gpa, "arrived" if arrived else "was lost",
+                                  mode, faults[-1:]))
+
+    mark = len(f.console)
+    # 1. fresh RMP (4K entries, all shared): mapped 4K-checked
+    if mode == "off":
+        # QEMU maps the hugetlb-backed RAM whole: 2M IO pages over 4K RMP
+        dma(region + 0x5000, False)
+        f.events.extend(faults)
+        s.say("rmp-sync=off: QEMU maps RAM whole, 2M IO pages over 4K RMP "
+              "entries:")
+        s.expect_fault(mark, region + 0x5000, "page-size-mismatch", M2)
+        return
+    dma(region + 0x5000, True)
+    st = stats()
+    s.say("step 1, fresh RMP: DMA arrives; %s" % st)
+    if st.get("regions-2m", 0) != 0:
+        raise TestbedError("2M areas over a 4K RMP: %s" % st)
+    # 2. KVM forms a 2M entry (guest asked for 2M, region uniform)
+    both_rmp(region, "2m")
+    dma(region + 0x5000, True)
+    st = stats()
+    s.say("step 2, RMP 2M: DMA arrives; %s" % st)
+    if st.get("regions-2m", 0) < 1:
+        raise TestbedError("no 2M area over a 2M RMP entry: %s" % st)
+    # 3. the guest converts one 4K page to private: KVM smashes
+    private = region + 0x1ff000
+    both_psmash(region)
+    both_rmp(private, "4k", assigned=True, asid=1, gpa=private,
+             validated=True)
+    dma(region + 0x5000, True)
+    st = stats()
+    s.say("step 3, smashed, one page private: DMA to a shared page "
+          "arrives; %s" % st)
+    if mode == "all":
+        f.execute("snp-iommu-bind-device", device="edu0", asid=1)
+        dma(private, True)
+        s.say("        TEE-IO: edu bound to ASID 1 reaches the private "
+              "page too")
+        f.execute("snp-iommu-unbind-device", device="edu0")
+    # 4. shared again, re-formed as 2M
+    both_rmp(private, "4k")
+    both_rmp(region, "2m")
+    dma(region + 0x7000, True)
+    st = stats()
+    s.say("step 4, re-formed 2M: DMA arrives; %s" % st)
+    if st.get("regions-2m", 0) < 1 or st.get("errors", 0):
+        raise TestbedError("after re-forming: %s" % st)
+    if faults:
+        raise TestbedError("RMP faults with rmp-sync=%s: %s" % (mode, faults))
+    logged = [l for l in f.log_since(mark) if "RMP_PAGE_FAULT" in l]
+    if logged:
+        raise TestbedError("the guest kernel logged %s" % logged[0])
+
+
 SCENARIOS = {
     "2023-bug": scenario_2023_bug,
     "page-size-rules": scenario_page_size_rules,
 }
+INNER_SCENARIOS = ["shared", "all", "off"]
 
 
 def kvm_boots(qemu, kernel, initrd):
@@ -344,32 +554,29 @@ def kvm_boots(qemu, kernel, initrd):
                     "no console output"))
 
 
-def main(argv):
-    demo = "--demo" in argv
-    argv = [a for a in argv if a != "--demo"]
-    qemu, kernel, initrd = argv[1:4]
-    names = argv[4:] or list(SCENARIOS)
-    accel = os.environ.get("SNP_TESTBED_ACCEL", "auto")
-    if accel == "auto":
-        ok, why = kvm_boots(qemu, kernel, initrd)
-        accel = "kvm" if ok else "tcg"
-        if not ok:
-            print("# KVM not used: %s; running under TCG" % why)
+def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first):
+    """Boot the guest once and run @names in it; returns (passed, failed)"""
     passed = failed = 0
     start = time.time()
-    f = Fork(qemu, kernel, initrd, accel)
+    f = Fork(qemu, kernel, initrd, accel, inner)
     s = Scenario(f, demo)
-    print("1..%d" % len(names))
     try:
-        s.boot()
+        s.boot(vfio=not inner)
         if demo:
             print("booted in %.1f s (%s)" % (time.time() - start, accel))
-        for i, name in enumerate(names, 1):
+        for i, name in enumerate(names, first):
             try:
-                if demo:
-                    print("== %s: %s" % (name, SCENARIOS[name].__doc__))
-                SCENARIOS[name](s)
-                print("ok %d - %s" % (i, name))
+                if inner:
+                    if demo:
+                        print("== %s: %s" % (name,
+                              engine_in_the_loop.__doc__.replace("MODE",
+                                                                 inner)))
+                    engine_in_the_loop(s, inner)
+                else:
+                    if demo:
+                        print("== %s: %s" % (name, SCENARIOS[name].__doc__))
+                    SCENARIOS[name](s)
+                print("ok %d - %s" % (i, name), flush=True)
                 passed += 1
             except TestbedError as e:
                 print("not ok %d - %s: %s" % (i, name, e))
@@ -385,6 +592,32 @@ def main(argv):
         failed += len(names)
     finally:
         f.close()
+    return passed, failed
+
+
+def main(argv):
+    demo = "--demo" in argv
+    argv = [a for a in argv if a != "--demo"]
+    qemu, kernel, initrd = argv[1:4]
+    names = argv[4:] or (list(SCENARIOS) +
+                         ["engine-" + m for m in INNER_SCENARIOS])
+    accel = os.environ.get("SNP_TESTBED_ACCEL", "auto")
+    if accel == "auto":
+        ok, why = kvm_boots(qemu, kernel, initrd)
+        accel = "kvm" if ok else "tcg"
+        if not ok:
+            print("# KVM not used: %s; running under TCG" % why)
+    print("1..%d" % len(names))
+    plain = [n for n in names if not n.startswith("engine-")]
+    passed = failed = 0
+    if plain:
+        p, fl = run_boot(qemu, kernel, initrd, accel, demo, plain, None, 1)
+        passed, failed = passed + p, failed + fl
+    for n in names:
+        if n.startswith("engine-"):
+            p, fl = run_boot(qemu, kernel, initrd, accel, demo, [n],
+                             n[len("engine-"):], passed + failed + 1)
+            passed, failed = passed + p, failed + fl
     print("system: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
