@@ -63,10 +63,11 @@ check-system: testbed
 
 check: check-unit check-qtest check-system
 
-bench: build
+bench: testbed
 	$(CORE_BLD)/bench-snp-rmp
 	$(CORE_BLD)/bench-rmp-sync
 	scripts/bench-translate.sh $(CURDIR)/$(QEMU_BLD)
+	$(TESTBED) --bench
 
 checkpatch: $(BUILD)/config.mak
 	$(QEMU_SRC)/scripts/checkpatch.pl --no-tree -f \

@@ -41,7 +41,8 @@ class TestbedError(Exception):
 class Fork:
     """The fork running the test guest, with its console and QMP."""
 
-    def __init__(self, qemu, kernel, initrd, accel, inner=None):
+    def __init__(self, qemu, kernel, initrd, accel, inner=None, snp=True,
+                 extra=()):
         self.tmp = tempfile.mkdtemp(prefix="snp-testbed-")
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
         self.inner_qtest_path = os.path.join(self.tmp, "inner-qtest.sock")
@@ -60,9 +61,10 @@ class Fork:
                 "-append", "console=ttyS0 panic=-1 quiet loglevel=4" +
                 (" snp_inner=%s" % inner if inner else ""),
                 "-object", "snp-rmp,id=rmp0",
-                "-device", "amd-iommu,dma-remap=on,snp=on,rmp=rmp0",
+                "-device", "amd-iommu,dma-remap=on" +
+                (",snp=on,rmp=rmp0" if snp else ""),
                 "-device", "edu,id=edu0,addr=04.0,dma_mask=0xffffffffff",
-                "-no-reboot"]
+                "-no-reboot"] + list(extra)
         args += ["-cpu", "host" if accel == "kvm" else "max"]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
@@ -534,7 +536,7 @@ def kvm_boots(qemu, kernel, initrd):
                              "-monitor", "none", "-nodefaults", "-serial",
                              "stdio", "-kernel", kernel, "-initrd", initrd,
                              "-append", "console=ttyS0 earlyprintk=ttyS0",
-                             "-no-reboot"], stdin=subprocess.DEVNULL,
+                             "-no-reboot"] + list(extra), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = b""
     deadline = time.time() + KVM_PROBE_TIMEOUT
@@ -595,7 +597,54 @@ def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first):
     return passed, failed
 
 
+def bench(qemu, kernel, initrd, accel, reps=5, size_mb=256):
+    """virtio-blk (iommu_platform=on) reads through the amd-iommu: MB/s
+    with snp=on and snp=off, alternating boots' runs in one process."""
+    img = os.path.join(tempfile.mkdtemp(prefix="snp-bench-",
+                                        dir="/dev/shm"), "disk.img")
+    with open(img, "wb") as fimg:
+        fimg.write(os.urandom(1 << 20) * size_mb)
+    extra = ["-drive", "file=%s,if=none,id=d0,format=raw,cache=none,"
+             "aio=threads" % img,
+             "-device", "virtio-blk-pci,drive=d0,iommu_platform=on,"
+             "disable-legacy=on"]
+    results = {}
+    for snp in (False, True):
+        f = Fork(qemu, kernel, initrd, accel, snp=snp, extra=extra)
+        try:
+            f.wait_for("SNP-TESTBED READY", BOOT_TIMEOUT)
+            f.cmd("read-dev /dev/vda", 300)         # warm up
+            runs = []
+            for _ in range(reps):
+                total, secs, _sum = f.cmd("read-dev /dev/vda", 300).split()
+                runs.append(int(total) / float(secs) / (1 << 20))
+            if f.take_events("SNP_RMP_FAULT"):
+                raise TestbedError("RMP faults during the benchmark")
+            results[snp] = runs
+        finally:
+            f.close()
+    os.unlink(img)
+    os.rmdir(os.path.dirname(img))
+    print("virtio-blk read of a %d MiB RAM-backed image through the "
+          "amd-iommu (%s, %d runs each):" % (size_mb, accel, reps))
+    for snp in (False, True):
+        r = sorted(results[snp])
+        print("  snp=%-3s  median %7.1f MB/s  min %7.1f  max %7.1f" %
+              ("on" if snp else "off", r[len(r) // 2], r[0], r[-1]))
+    off = sorted(results[False])[reps // 2]
+    on = sorted(results[True])[reps // 2]
+    print("  snp=on costs %.1f%% of the throughput (medians)" %
+          ((1 - on / off) * 100))
+    return 0
+
+
 def main(argv):
+    if "--bench" in argv:
+        argv = [a for a in argv if a != "--bench"]
+        accel = os.environ.get("SNP_TESTBED_ACCEL", "auto")
+        if accel == "auto":
+            accel = "kvm" if kvm_boots(*argv[1:4])[0] else "tcg"
+        return bench(*argv[1:4], accel)
     demo = "--demo" in argv
     argv = [a for a in argv if a != "--demo"]
     qemu, kernel, initrd = argv[1:4]
