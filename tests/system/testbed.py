@@ -536,7 +536,7 @@ def kvm_boots(qemu, kernel, initrd):
                              "-monitor", "none", "-nodefaults", "-serial",
                              "stdio", "-kernel", kernel, "-initrd", initrd,
                              "-append", "console=ttyS0 earlyprintk=ttyS0",
-                             "-no-reboot"] + list(extra), stdin=subprocess.DEVNULL,
+                             "-no-reboot"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = b""
     deadline = time.time() + KVM_PROBE_TIMEOUT
