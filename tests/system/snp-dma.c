@@ -57,7 +57,7 @@
 
 static int iommufd = -1, devfd = -1;
 static uint32_t ioas_id;
-static volatile uint8_t *bar;
+static volatile uint8_t *bar;      /* MMIO: every access is the device's */
 static uint8_t *buf;
 
 static int fail(const char *what)
@@ -196,7 +196,7 @@ static int pa_file(const char *path, uint64_t off)
         return fail("mmap");
     }
     va = (uintptr_t)m + (off - page);
-    (void)*(volatile uint8_t *)va;      /* fault it in: the same page */
+    (void)*(volatile uint8_t *)va;  /* fault the page in: must not go */
     pm = open("/proc/self/pagemap", O_RDONLY);
     if (pm < 0 || pread(pm, &ent, 8, va / 4096 * 8) != 8 || !(ent >> 63)) {
         return fail("pagemap");
@@ -217,12 +217,12 @@ static void pattern(uint8_t *p, unsigned seed)
 
 static void reg_write(unsigned off, uint64_t v)
 {
-    *(volatile uint64_t *)(bar + off) = v;
+    *(volatile uint64_t *)(bar + off) = v;  /* MMIO */
 }
 
 static uint64_t reg_read(unsigned off)
 {
-    return *(volatile uint64_t *)(bar + off);
+    return *(volatile uint64_t *)(bar + off);  /* MMIO */
 }
 
 static int dma(uint64_t src, uint64_t dst, uint64_t cmd)
