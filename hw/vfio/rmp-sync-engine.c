@@ -505,7 +505,8 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
 /* Issue the planned operations, keeping the bitmaps as the kernel has it */
 static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
 {
-    uint64_t before[MAX_WORDS];
+    uint64_t before[MAX_WORDS], unmapped[MAX_WORDS] = { 0 };
+    int64_t first_unmap = 0;
     bool was_2m_area;
     int ret = 0;
 
@@ -518,6 +519,9 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
         unsigned end = start + (op->size >> e->page_shift);
 
         e->stats.ioctls++;
+        if (op->type == RMP_SYNC_OP_UNMAP && !first_unmap) {
+            first_unmap = g_get_monotonic_time();
+        }
         ret = e->issue(e->opaque, op);
         if (ret) {
             e->stats.errors++;
@@ -526,6 +530,7 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
         }
         if (op->type == RMP_SYNC_OP_UNMAP) {
             e->stats.unmaps++;
+            bits_set(unmapped, start, end, true);
             bits_set(bm(e, r, BM_MAPPED), start, end, false);
             bits_set(bm(e, r, BM_STARTS), start, end, false);
         } else {
@@ -540,13 +545,24 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
         bool is_2m_area = bits_count(bm(e, r, BM_MAPPED), e->words) ==
                           e->pages &&
                           bits_count(bm(e, r, BM_STARTS), e->words) == 1;
-        uint64_t both = 0;
+        uint64_t both = 0, gap = 0;
 
         for (unsigned w = 0; w < e->words; w++) {
             both |= before[w] & bm(e, r, BM_MAPPED)[w];
+            /* mapped before and after, but not in between */
+            gap += __builtin_popcountll(before[w] & bm(e, r, BM_MAPPED)[w] &
+                                        unmapped[w]);
         }
         if (both && was_2m_area != is_2m_area) {
             e->stats.resizes++;
+        }
+        if (gap) {
+            uint64_t us = g_get_monotonic_time() - first_unmap;
+
+            e->stats.windows++;
+            e->stats.window_pages += gap;
+            e->stats.window_us_max = MAX(e->stats.window_us_max, us);
+            e->stats.window_us_total += us;
         }
     }
     g_array_set_size(e->ops, 0);

@@ -325,6 +325,9 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
         info->iotlb_entries = st.iotlb_entries;
         info->ioctls = st.ioctls;
         info->resizes = st.resizes;
+        info->windows = st.windows;
+        info->window_pages = st.window_pages;
+        info->window_us_max = st.window_us_max;
         info->errors = st.errors;
         if (st.last_error) {
             info->has_last_errno = true;
@@ -349,11 +352,12 @@ void hmp_info_rmp_sync(Monitor *mon, const QDict *qdict)
                        "at 2M, %" PRIu64 " at 4K, %" PRIu64 " conflicts, %"
                        PRIu64 " areas, %" PRIu64 " bytes, %" PRIu64
                        " IOTLB entries; %" PRIu64 " ioctls, %" PRIu64
-                       " resizes, %" PRIu64 " errors\n", i->iommufd,
-                       i->ioas_id, RmpSyncPolicy_str(i->policy),
+                       " resizes, %" PRIu64 " unmap-then-map windows "
+                       "(longest %" PRIu64 " us), %" PRIu64 " errors\n",
+                       i->iommufd, i->ioas_id, RmpSyncPolicy_str(i->policy),
                        i->regions_2m, i->regions_4k, i->conflicts, i->areas,
                        i->mapped_bytes, i->iotlb_entries, i->ioctls,
-                       i->resizes, i->errors);
+                       i->resizes, i->windows, i->window_us_max, i->errors);
     }
     qapi_free_RmpSyncInfoList(list);
 }

@@ -266,9 +266,10 @@ static void report(const char *trace)
         printf("\n");
     }
     printf("  engine: %" PRIu64 " regions at 2M, %" PRIu64 " at 4K, %"
-           PRIu64 " conflicts, %" PRIu64 " resizes, memory %" PRIu64
+           PRIu64 " conflicts, %" PRIu64 " resizes, %" PRIu64
+           " unmap-then-map windows (%" PRIu64 " pages), memory %" PRIu64
            " bytes\n", st.regions_2m, st.regions_4k, st.conflicts,
-           st.resizes, st.memory);
+           st.resizes, st.windows, st.window_pages, st.memory);
 }
 
 static void start(RmpSyncEnginePolicy policy)

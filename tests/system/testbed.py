@@ -513,6 +513,8 @@ def engine_in_the_loop(s, mode):
     s.say("step 4, re-formed 2M: DMA arrives; %s" % st)
     if st.get("regions-2m", 0) < 1 or st.get("errors", 0):
         raise TestbedError("after re-forming: %s" % st)
+    s.say("unmap-then-map windows: %d (%d pages), longest %d us" %
+          (st["windows"], st["window-pages"], st["window-us-max"]))
     if faults:
         raise TestbedError("RMP faults with rmp-sync=%s: %s" % (mode, faults))
     logged = [l for l in f.log_since(mark) if "RMP_PAGE_FAULT" in l]

@@ -482,6 +482,8 @@ static void test_smash_and_reform(void)
     g_assert_cmpuint(st.iotlb_entries, ==, 1 + P - 1);
     /* region 1 was never touched: its 2M area is the first one mapped */
     g_assert_cmpuint(st.areas, ==, 1 + 2);
+    /* the conflict unmapped region 0 before the smash: no window */
+    g_assert_cmpuint(st.windows, ==, 0);
 
     /* shared again, re-formed: one 2M area again */
     w->shared[7] = true;
@@ -494,6 +496,31 @@ static void test_smash_and_reform(void)
     g_assert_cmpuint(st.regions_2m, ==, 2);
     g_assert_cmpuint(st.areas, ==, 2);
     g_assert_cmpuint(st.errors, ==, 0);
+    world_free(w);
+}
+
+/* A smash under mapped pages: unmap, then map, a window for all of them */
+static void test_resize_window(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 9, 0, 1);
+    RmpSyncStats st;
+    unsigned P = 512;
+
+    w->n_pages = P;
+    for (unsigned p = 0; p < P; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = true;
+    }
+    w->rmp_2m[0] = true;
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, P * PAGE, true), ==, 0);
+    w->rmp_2m[0] = false;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, P * PAGE), ==, 0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.resizes, ==, 1);
+    g_assert_cmpuint(st.windows, ==, 1);
+    g_assert_cmpuint(st.window_pages, ==, P);
+    g_assert_cmpuint(st.ioctls, ==, 1 + 1 + 2);
     world_free(w);
 }
 
@@ -616,6 +643,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/rmp-sync/smash-and-reform", test_smash_and_reform);
+    g_test_add_func("/rmp-sync/resize-window", test_resize_window);
     g_test_add_func("/rmp-sync/outside-and-redundant",
                     test_outside_and_redundant);
     g_test_add_func("/rmp-sync/random/shared", test_random_shared);

@@ -71,6 +71,15 @@ typedef struct RmpSyncStats {
     uint64_t ioctls;            /* operations issued */
     uint64_t maps, unmaps;
     uint64_t resizes;           /* a mapped page's IO page size changed */
+    /*
+     * Unmap-then-map windows: events in which pages that stay mapped were
+     * briefly unmapped (IOMMU_IOAS_UNMAP cannot cut an area), how many
+     * pages, and how long (first unmap to last map, microseconds).
+     */
+    uint64_t windows;
+    uint64_t window_pages;
+    uint64_t window_us_max;
+    uint64_t window_us_total;
     uint64_t errors;            /* operations that failed */
     int last_error;             /* its errno (negative), 0 if none */
     uint64_t events;
