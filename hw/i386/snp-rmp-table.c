@@ -437,6 +437,56 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
     return SNP_RMP_OK;
 }
 
+SnpRmpStatus snp_rmp_table_shadow_convert(SnpRmpTable *t, uint64_t gpa,
+                                          uint64_t size, bool to_private,
+                                          uint32_t asid, bool hint_2m)
+{
+    const SnpRmpAttrs shared = { 0 };
+    uint64_t end = gpa + size;
+
+    if ((gpa | size) & (SNP_RMP_BYTES_4K - 1) || end < gpa) {
+        return SNP_RMP_ERR_UNALIGNED;
+    }
+    for (uint64_t r = gpa & ~(SNP_RMP_BYTES_2M - 1); r < end;
+         r += SNP_RMP_BYTES_2M) {
+        uint64_t lo = MAX(r, gpa), hi = MIN(r + SNP_RMP_BYTES_2M, end);
+        SnpRmpAttrs a = { .assigned = to_private, .asid = asid, .gpa = r };
+        SnpRmpStatus st;
+
+        if (!range_is_ram(t, r, SNP_RMP_BYTES_2M)) {
+            for (uint64_t p = lo; p < hi; p += SNP_RMP_BYTES_4K) {
+                a.gpa = p;
+                if (range_is_ram(t, p, SNP_RMP_BYTES_4K)) {
+                    st = update_4k(t, p, to_private ? &a : &shared);
+                    if (st != SNP_RMP_OK) {
+                        return st;
+                    }
+                }
+            }
+            continue;
+        }
+        if (hint_2m && lo == r && hi == r + SNP_RMP_BYTES_2M) {
+            /* the hypervisor reclaims the 2M, then assigns it whole */
+            st = update_2m(t, r, &shared);
+            if (st == SNP_RMP_OK && to_private) {
+                st = update_2m(t, r, &a);
+            }
+        } else {
+            st = SLOT_IS_2M(t->slots[r >> SNP_RMP_SHIFT_2M]) ?
+                 snp_rmp_table_psmash(t, r) : SNP_RMP_OK;
+            for (uint64_t p = lo; st == SNP_RMP_OK && p < hi;
+                 p += SNP_RMP_BYTES_4K) {
+                a.gpa = p;
+                st = update_4k(t, p, to_private ? &a : &shared);
+            }
+        }
+        if (st != SNP_RMP_OK) {
+            return st;
+        }
+    }
+    return SNP_RMP_OK;
+}
+
 size_t snp_rmp_table_memory(const SnpRmpTable *t)
 {
     /* a GLib hash table entry: key, value, hash and the key's copy */

@@ -137,6 +137,40 @@ bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp)
     return true;
 }
 
+typedef struct SnpRmpConversion {
+    uint64_t gpa, size;
+    bool to_private, hint_2m;
+} SnpRmpConversion;
+
+static int snp_rmp_shadow_one(Object *obj, void *opaque)
+{
+    SnpRmpConversion *c = opaque;
+    SnpRmp *rmp = (SnpRmp *)object_dynamic_cast(obj, TYPE_SNP_RMP);
+    SnpRmpStatus st;
+
+    if (!rmp || !rmp->shadow) {
+        return 0;
+    }
+    st = snp_rmp_table_shadow_convert(snp_rmp_get_table(rmp), c->gpa,
+                                      c->size, c->to_private, rmp->asid,
+                                      c->hint_2m);
+    trace_snp_rmp_shadow_convert(c->gpa, c->size, c->to_private, c->hint_2m,
+                                 snp_rmp_status_str(st));
+    snp_rmp_changed(rmp, c->gpa, c->size);
+    return 0;
+}
+
+void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
+                            bool hint_2m)
+{
+    SnpRmpConversion c = { gpa, size, to_private, hint_2m };
+
+    if (phase_check(PHASE_MACHINE_INITIALIZED)) {
+        object_child_foreach(object_get_objects_root(), snp_rmp_shadow_one,
+                             &c);
+    }
+}
+
 void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n)
 {
     notifier_list_add(&rmp->change_notifiers, n);
@@ -409,6 +443,8 @@ static void snp_rmp_instance_init(Object *obj)
     SnpRmp *rmp = SNP_RMP(obj);
 
     notifier_list_init(&rmp->change_notifiers);
+    object_property_add_uint32_ptr(obj, "asid", &rmp->asid,
+                                   OBJ_PROP_FLAG_READWRITE);
 }
 
 static void snp_rmp_instance_finalize(Object *obj)
@@ -427,12 +463,26 @@ static bool snp_rmp_can_be_deleted(UserCreatable *uc)
     return OBJECT(uc)->ref <= 1;
 }
 
+static bool snp_rmp_get_shadow(Object *obj, Error **errp)
+{
+    return SNP_RMP(obj)->shadow;
+}
+
+static void snp_rmp_set_shadow(Object *obj, bool value, Error **errp)
+{
+    SNP_RMP(obj)->shadow = value;
+}
+
 static void snp_rmp_class_init(ObjectClass *oc, const void *data)
 {
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
 
     ucc->complete = snp_rmp_complete;
     ucc->can_be_deleted = snp_rmp_can_be_deleted;
+    object_class_property_add_bool(oc, "shadow", snp_rmp_get_shadow,
+                                   snp_rmp_set_shadow);
+    object_class_property_set_description(oc, "shadow",
+        "mirror the RMP that KVM keeps for this SEV-SNP guest");
 }
 
 static const TypeInfo snp_rmp_info = {

@@ -421,6 +421,56 @@ static void test_foreach_changed(void)
     snp_rmp_table_free(t);
 }
 
+/* The shadow follows KVM's policy */
+static void test_shadow_convert(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpPage p;
+
+    /* a 2M-aligned 2M private conversion with the hint: one 2M entry */
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 2 * MiB, 2 * MiB, true,
+                                                 5, true), ==, SNP_RMP_OK);
+    p = page_at(t, 3 * MiB);
+    g_assert_cmpint(p.size, ==, SNP_RMP_SIZE_2M);
+    g_assert_true(p.attrs.assigned);
+    g_assert_cmpuint(p.attrs.asid, ==, 5);
+    g_assert_cmphex(p.attrs.gpa, ==, 3 * MiB);
+    g_assert_false(p.attrs.validated);
+    /* without the hint: 4K entries */
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 8 * MiB, 2 * MiB, true,
+                                                 5, false), ==, SNP_RMP_OK);
+    g_assert_cmpint(page_at(t, 8 * MiB).size, ==, SNP_RMP_SIZE_4K);
+    g_assert_true(page_at(t, 9 * MiB).attrs.assigned);
+    /* one 4K page of the 2M goes shared: smashed */
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 3 * MiB, K4, false, 5,
+                                                 false), ==, SNP_RMP_OK);
+    g_assert_cmpint(page_at(t, 2 * MiB).size, ==, SNP_RMP_SIZE_4K);
+    g_assert_false(page_at(t, 3 * MiB).attrs.assigned);
+    g_assert_true(page_at(t, 3 * MiB + K4).attrs.assigned);
+    g_assert_cmphex(page_at(t, 3 * MiB + K4).attrs.gpa, ==, 3 * MiB + K4);
+    /* the whole 2M shared again with the hint: a 2M hypervisor entry */
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 2 * MiB, 2 * MiB, false,
+                                                 0, true), ==, SNP_RMP_OK);
+    p = page_at(t, 3 * MiB + K4);
+    g_assert_cmpint(p.size, ==, SNP_RMP_SIZE_2M);
+    g_assert_false(p.attrs.assigned);
+    /* a conversion spanning regions and the RAM hole: hint, partial ends */
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 4 * MiB - K4,
+                                                 6 * MiB + 2 * K4, true, 7,
+                                                 true), ==, SNP_RMP_OK);
+    g_assert_cmpint(page_at(t, 4 * MiB - K4).size, ==, SNP_RMP_SIZE_4K);
+    g_assert_true(page_at(t, 4 * MiB - K4).attrs.assigned);
+    g_assert_cmpint(page_at(t, 4 * MiB).size, ==, SNP_RMP_SIZE_2M);
+    g_assert_cmpuint(page_at(t, 5 * MiB).attrs.asid, ==, 7);
+    g_assert_cmpint(page_at(t, 8 * MiB).size, ==, SNP_RMP_SIZE_2M);
+    g_assert_cmpint(page_at(t, 10 * MiB).size, ==, SNP_RMP_SIZE_4K);
+    g_assert_true(page_at(t, 10 * MiB).attrs.assigned);
+    g_assert_false(page_at(t, 10 * MiB + K4).attrs.assigned);
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 1, K4, true, 7, false),
+                    ==, SNP_RMP_ERR_UNALIGNED);
+    snp_rmp_table_free(t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -432,6 +482,7 @@ int main(int argc, char **argv)
     g_test_add_func("/snp-rmp-table/psmash", test_psmash);
     g_test_add_func("/snp-rmp-table/immutable", test_immutable);
     g_test_add_func("/snp-rmp-table/memory", test_memory);
+    g_test_add_func("/snp-rmp-table/shadow-convert", test_shadow_convert);
     g_test_add_func("/snp-rmp-table/foreach-changed", test_foreach_changed);
     g_test_add_func("/snp-rmp-table/random-vs-reference",
                     test_random_vs_reference);

@@ -95,6 +95,23 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa);
 bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
                           SnpRmpPage *page);
 
+/*
+ * A guest's page-state change, applied as SEV-SNP KVM applies it to the
+ * RMP of a guest_memfd guest, for a VMM's shadow of the RMP (indexed by
+ * GPA, the SPA standing for it).  Per 2M region of [@gpa, @gpa + @size):
+ * a region the change covers whole, with the guest's 2M page-size hint
+ * (@hint_2m), becomes one 2M entry (KVM makes 2M entries only where the
+ * folio is 2M and the whole 2M converts); any other region touched is
+ * PSMASHed if it was 2M, and the pages update at 4K.  Private pages are
+ * assigned to @asid at their own GPA, not validated (the guest validates
+ * them later); shared pages go back to the hypervisor.  Assumes 2M
+ * guest_memfd folios wherever the hint asks for 2M.  Pages that are not
+ * RAM are skipped.
+ */
+SnpRmpStatus snp_rmp_table_shadow_convert(SnpRmpTable *t, uint64_t gpa,
+                                          uint64_t size, bool to_private,
+                                          uint32_t asid, bool hint_2m);
+
 /* Bytes the model allocates (table, records), for the memory benchmark. */
 size_t snp_rmp_table_memory(const SnpRmpTable *t);
 

@@ -30,6 +30,8 @@ struct SnpRmp {
     Object parent_obj;
 
     SnpRmpTable *table;         /* created when first used: RAM is known */
+    bool shadow;                /* mirrors KVM's RMP of this guest */
+    uint32_t asid;              /* shadow: ASID of private pages */
     NotifierList change_notifiers;
 
     /* migration: the entries that differ from the fresh state */
@@ -48,6 +50,14 @@ bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
 bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp);
 
 SnpRmpPageSize snp_rmp_size_to_qapi(SnpRmpSize size);
+
+/*
+ * KVM converted [@gpa, @gpa + @size) to private or shared, with a page
+ * size hint of 2M or more (@hint_2m): every snp-rmp object with
+ * shadow=on follows, as KVM updates the RMP (snp_rmp_table_shadow_convert).
+ */
+void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
+                            bool hint_2m);
 
 void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n);
 void snp_rmp_remove_change_notifier(Notifier *n);
