@@ -599,7 +599,7 @@ def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first):
     return passed, failed
 
 
-def bench(qemu, kernel, initrd, accel, rounds=3, reps=3, size_mb=256):
+def bench(qemu, kernel, initrd, accel, rounds=6, reps=3, size_mb=256):
     """virtio-blk (iommu_platform=on) reads through the amd-iommu: MB/s
     with snp=on and snp=off, boots alternating so that drift of the
     machine hits both alike."""
