@@ -1069,6 +1069,49 @@ static void test_hostile_guest(void)
 }
 
 /*
+ * R1 inside one IO page: a 64K IO page is checked 4K by 4K, so a DMA that
+ * crosses from a shared 4K page into an assigned one loses its second
+ * half only, and the fault names the second page.
+ */
+static void test_check_per_4k_in_large_page(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t spa = page_spa(64 * KiB) + 0x1000 - DMA_LEN / 2;
+    uint64_t iova = spa + IOVA_OFFSET;
+    uint8_t half[DMA_LEN / 2];
+    QDict *ev;
+
+    rmp_update(s, page_spa(64 * KiB) + 0x1000, "4k", true, RMP_ASID, 0,
+               true);
+    fill(s, SCRATCH_SPA, 0x3c);
+    dma_read(s, SCRATCH_IOVA);
+    memset(half, 0xee, sizeof(half));
+    qtest_memwrite(s->qts, spa, half, sizeof(half));
+    qtest_memwrite(s->qts, spa + DMA_LEN / 2, half, sizeof(half));
+    dma_write(s, iova);
+    /* the first half arrived, the second did not */
+    qtest_memread(s->qts, spa, half, sizeof(half));
+    for (int i = 0; i < DMA_LEN / 2; i++) {
+        g_assert_cmphex(half[i], ==, (uint8_t)(0x3c + i * 7));
+    }
+    qtest_memread(s->qts, spa + DMA_LEN / 2, half, sizeof(half));
+    for (int i = 0; i < DMA_LEN / 2; i++) {
+        g_assert_cmphex(half[i], ==, 0xee);
+    }
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "reason"), ==,
+                    "assigned");
+    g_assert_cmpuint(qdict_get_uint(qdict_get_qdict(ev, "data"),
+                                    "io-page-size"), ==, 64 * KiB);
+    qobject_unref(ev);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, EVT_FLAG_RW,
+                 iova + DMA_LEN / 2);
+    expect_no_event(s);
+    test_end(s);
+}
+
+/*
  * Events name the device by DeviceID, bus << 8 | devfn: put edu on bus 1
  * behind a root port (programmed here, as firmware would) and make it
  * fault, translated (IO_PAGE_FAULT) and under SNP (RMP_PAGE_FAULT).
@@ -1293,6 +1336,8 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu-snp/migration", test_migration);
     qtest_add_func("/amd-iommu-snp/hostile-guest", test_hostile_guest);
     qtest_add_func("/amd-iommu-snp/event-devid", test_event_devid);
+    qtest_add_func("/amd-iommu-snp/check-per-4k-in-large-page",
+                   test_check_per_4k_in_large_page);
     qtest_add_func("/amd-iommu-snp/demo/2023-rmp-fault", test_demo_2023_bug);
     if (g_test_perf()) {
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-off", bench_hit_snp_off);
