@@ -56,11 +56,6 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
     return true;
 }
 
-void amdvi_snp_reset(AMDVISnp *snp)
-{
-    /* Bindings are the hypervisor's (QMP) business: a reset keeps them */
-}
-
 static uint32_t amdvi_snp_bound_asid(AMDVISnp *snp, PCIBus *bus,
                                      uint8_t devfn)
 {

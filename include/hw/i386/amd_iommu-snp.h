@@ -35,7 +35,8 @@ typedef struct AMDVISnp {
     bool enabled;               /* "snp" property */
     SnpRmp *rmp;                /* "rmp" link */
     SnpRmpTable *table;
-    GArray *bindings;           /* AMDVISnpBinding: TEE-IO devices */
+    GArray *bindings;           /* AMDVISnpBinding: TEE-IO devices; the
+                                 * hypervisor's (QMP), kept over reset */
     /*
      * Bumped on every change of the RMP or of the bindings: an IOTLB
      * entry that passed the check in generation @gen passes it again.
@@ -45,7 +46,6 @@ typedef struct AMDVISnp {
 } AMDVISnp;
 
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
-void amdvi_snp_reset(AMDVISnp *snp);
 
 /*
  * Check the translation @ret of a DMA from @bus/@devfn to @iova against
