@@ -252,11 +252,6 @@ static bool range_is_ram(const SnpRmpTable *t, uint64_t spa, uint64_t len)
     return false;
 }
 
-bool snp_rmp_table_is_ram(const SnpRmpTable *t, uint64_t spa)
-{
-    return range_is_ram(t, spa, 1);
-}
-
 uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t)
 {
     uint64_t top = 0;

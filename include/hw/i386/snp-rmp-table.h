@@ -71,8 +71,6 @@ void snp_rmp_table_free(SnpRmpTable *t);
 /* Back to the freshly initialised state. */
 void snp_rmp_table_reset(SnpRmpTable *t);
 
-bool snp_rmp_table_is_ram(const SnpRmpTable *t, uint64_t spa);
-
 /* The end of the highest RAM range: SPAs at or above it are not RAM. */
 uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t);
 
