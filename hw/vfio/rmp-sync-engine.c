@@ -16,7 +16,6 @@ typedef struct Region {
     bool rmp_2m;
     bool conflict;
     bool dirty;                 /* an operation failed: plan it again */
-    uint64_t base;              /* IOVA of the region */
     uint64_t bits[];            /* valid, shared, mapped, starts */
 } Region;
 
@@ -213,7 +212,6 @@ static Region *region_new(RmpSyncEngine *e, Range *rg, uint64_t i)
 
     bits_set(bm(e, r, BM_VALID), (lo - base) >> e->page_shift,
              (hi - base) >> e->page_shift, true);
-    r->base = base;
     r->rmp_2m = e->rmp_is_2m(e->opaque, base);
     e->n_region_records++;
     return r;
@@ -678,8 +676,8 @@ int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
     return -ENOENT;
 }
 
-static bool set_shared_fn(RmpSyncEngine *e, Region *r, unsigned start,
-                          unsigned end, bool v)
+static bool set_shared_fn(RmpSyncEngine *e, Region *r, uint64_t base,
+                          unsigned start, unsigned end, bool v)
 {
     uint64_t *shared = bm(e, r, BM_SHARED);
     unsigned n = bits_count_range(shared, start, end);
@@ -692,10 +690,10 @@ static bool set_shared_fn(RmpSyncEngine *e, Region *r, unsigned start,
     return e->policy == RMP_SYNC_MAP_SHARED;
 }
 
-static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, unsigned start,
-                           unsigned end, bool v)
+static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, uint64_t base,
+                           unsigned start, unsigned end, bool v)
 {
-    bool rmp_2m = e->rmp_is_2m(e->opaque, r->base);
+    bool rmp_2m = e->rmp_is_2m(e->opaque, base);
 
     if (rmp_2m == r->rmp_2m) {
         return false;
@@ -709,8 +707,8 @@ static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, unsigned start,
  * returns whether the region changed.  Unchanged regions are not planned
  * again: their layout is right already (unless an operation failed).
  */
-typedef bool RegionUpdateFn(RmpSyncEngine *e, Region *r, unsigned start,
-                            unsigned end, bool v);
+typedef bool RegionUpdateFn(RmpSyncEngine *e, Region *r, uint64_t base,
+                            unsigned start, unsigned end, bool v);
 
 static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                   RegionUpdateFn *fn, bool v)
@@ -761,8 +759,8 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
             bool partial = fn == set_shared_fn && !created &&
                            !rg->regions[i]->dirty;
 
-            if (fn(e, rg->regions[i], lo, hi, v) || rg->regions[i]->dirty ||
-                created) {
+            if (fn(e, rg->regions[i], base, lo, hi, v) ||
+                rg->regions[i]->dirty || created) {
                 ret = sync_region(e, rg, i, partial ? lo : 0,
                                   partial ? hi : e->pages) ?: ret;
             }

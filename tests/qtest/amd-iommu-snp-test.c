@@ -19,6 +19,7 @@
 #include "libqos/fw_cfg.h"
 #include "qobject/qdict.h"
 #include "hw/pci/pci_regs.h"
+#include "../include/edu-regs.h"
 
 /* AMD IOMMU MMIO (AMD IOMMU spec, "MMIO Registers") */
 #define IOMMU_BASE          0xfed80000ULL
@@ -60,14 +61,7 @@
 #define EVT_IO_PAGE_FAULT       0x2ULL
 #define EVT_FLAG_RW             0x020ULL
 
-/* edu (docs/specs/edu.rst) */
-#define EDU_DMA_SRC         0x80
-#define EDU_DMA_DST         0x88
-#define EDU_DMA_CNT         0x90
-#define EDU_DMA_CMD         0x98
-#define EDU_DMA_START       1
-#define EDU_DMA_TO_RAM      2
-#define EDU_BUF             0x40000
+/* edu */
 #define EDU_DEVFN           QPCI_DEVFN(4, 0)
 #define EDU_DEVID           EDU_DEVFN       /* bus 0 */
 

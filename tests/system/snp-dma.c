@@ -44,16 +44,10 @@
 #include <unistd.h>
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
+#include "../include/edu-regs.h"
 
 #define BUF_SIZE        (128ULL << 20)
 #define DMA_LEN         64
-#define EDU_DMA_SRC     0x80
-#define EDU_DMA_DST     0x88
-#define EDU_DMA_CNT     0x90
-#define EDU_DMA_CMD     0x98
-#define EDU_DMA_START   1
-#define EDU_DMA_TO_RAM  2
-#define EDU_BUF         0x40000
 
 static int iommufd = -1, devfd = -1;
 static uint32_t ioas_id;

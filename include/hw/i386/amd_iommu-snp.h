@@ -18,7 +18,6 @@
 #define AMDVI_FEATURE_SNP               (1ULL << 63)
 
 #define AMDVI_EVENT_RMP_PAGE_FAULT      (0xDU << 12)
-#define AMDVI_EVENT_RMP_HW_ERROR        (0xEU << 12)
 /* Event flags: same bit positions as IO_PAGE_FAULT's */
 #define AMDVI_EVENT_FLAG_RW             0x020
 
@@ -35,8 +34,8 @@ typedef struct AMDVISnp {
     bool enabled;               /* "snp" property */
     SnpRmp *rmp;                /* "rmp" link */
     SnpRmpTable *table;
-    GArray *bindings;           /* AMDVISnpBinding: TEE-IO devices; the
-                                 * hypervisor's (QMP), kept over reset */
+    /* AMDVISnpBinding: TEE-IO devices, set by QMP and kept over reset */
+    GArray *bindings;
     /*
      * Bumped on every change of the RMP or of the bindings: an IOTLB
      * entry that passed the check in generation @gen passes it again.
