@@ -1,32 +1,51 @@
 /*
- * VFIO: keep iommufd IO mappings in lockstep with the RMP
+ * VFIO: keep IO mappings in lockstep with the RMP
  *
- * With -object iommufd,rmp-sync=shared|all, the RAM sections a VFIO
- * container of that backend would map whole go to an RmpSyncEngine (one
- * per IOAS) instead.  Page states come from the RamDiscardManager of the
- * section (guest_memfd RAM of a confidential guest: populated means
- * shared) or, for RAM without one, from the snp-rmp object itself (not
- * assigned means shared); RMP page sizes come from the snp-rmp object,
- * whose change notifier drives the engine too.
+ * With rmp-sync=shared|all, the RAM sections a VFIO container would map
+ * whole go to an RmpSyncEngine (one per container: an iommufd IOAS or a
+ * legacy type1 container) instead.  Page states come from the
+ * RamDiscardManager of the section (guest_memfd RAM of a confidential
+ * guest: populated means shared) or, for RAM without one, from the
+ * snp-rmp object itself (not assigned means shared); RMP page sizes come
+ * from the snp-rmp object, whose change notifier drives the engine too.
+ *
+ * Where it is configured: on the iommufd backend object for iommufd
+ * containers; for a legacy container, which has no object of its own,
+ * on the device whose group creates it, and every device that joins the
+ * container must say the same.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
+#include <sys/ioctl.h>
+#include <linux/vfio.h>
 #include "qemu/error-report.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-snp.h"
 #include "qobject/qdict.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
+#include "hw/core/qdev-prop-internal.h"
 #include "system/iommufd.h"
 #include "system/memory.h"
 #include "hw/vfio/vfio-container.h"
+#include "hw/vfio/vfio-container-legacy.h"
+#include "hw/vfio/vfio-device.h"
 #include "hw/vfio/rmp-sync.h"
 #include "hw/vfio/rmp-sync-engine.h"
 #include "hw/i386/snp-rmp.h"
 #include "vfio-iommufd.h"
 #include "trace.h"
+
+const PropertyInfo qdev_prop_rmp_sync_policy = {
+    .type = "RmpSyncPolicy",
+    .description = "off/shared/all",
+    .enum_table = &RmpSyncPolicy_lookup,
+    .get = qdev_propinfo_get_enum,
+    .set = qdev_propinfo_set_enum,
+    .set_default_value = qdev_propinfo_set_default_value_enum,
+};
 
 typedef struct VFIORmpSync VFIORmpSync;
 
@@ -43,8 +62,10 @@ typedef struct VFIORmpSyncSection {
 
 struct VFIORmpSync {
     VFIOContainer *bcontainer;
-    IOMMUFDBackend *be;
+    IOMMUFDBackend *be;         /* iommufd: the backend and IOAS */
     uint32_t ioas_id;
+    int type1_fd;               /* legacy: the container's fd */
+    char *name;                 /* for traces and errors */
     RmpSyncPolicy policy;
     SnpRmp *rmp;
     RmpSyncEngine *engine;
@@ -68,25 +89,64 @@ static VFIORmpSyncSection *section_of(VFIORmpSync *s, hwaddr iova)
     return NULL;
 }
 
-/* The engine's backend: IOMMU_IOAS_MAP and IOMMU_IOAS_UNMAP, no masking */
+/*
+ * VFIO_IOMMU_UNMAP_DMA of type1 reports how much it unmapped: the engine
+ * asks for exactly the areas it holds, so anything else is divergence.
+ */
+static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size)
+{
+    struct vfio_iommu_type1_dma_unmap unmap = {
+        .argsz = sizeof(unmap),
+        .iova = iova,
+        .size = size,
+    };
+
+    if (ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &unmap)) {
+        return -errno;
+    }
+    return unmap.size == size ? 0 : -ENOENT;
+}
+
+/* No retry on EBUSY (as vfio_legacy_dma_map has): an overlap is a bug */
+static int vfio_rmp_sync_type1_map(int fd, hwaddr iova, uint64_t size,
+                                   void *vaddr, bool readonly)
+{
+    struct vfio_iommu_type1_dma_map map = {
+        .argsz = sizeof(map),
+        .flags = VFIO_DMA_MAP_FLAG_READ |
+                 (readonly ? 0 : VFIO_DMA_MAP_FLAG_WRITE),
+        .vaddr = (uintptr_t)vaddr,
+        .iova = iova,
+        .size = size,
+    };
+
+    return ioctl(fd, VFIO_IOMMU_MAP_DMA, &map) ? -errno : 0;
+}
+
+/* The engine's backend: map and unmap as asked, no error masked */
 static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
 {
     VFIORmpSync *s = opaque;
     VFIORmpSyncSection *sec;
+    void *vaddr;
     int ret;
 
     if (op->type == RMP_SYNC_OP_UNMAP) {
-        ret = iommufd_backend_unmap_dma_strict(s->be, s->ioas_id, op->iova,
-                                               op->size);
-        trace_vfio_rmp_sync_unmap(s->ioas_id, op->iova, op->size, ret);
+        ret = s->be ? iommufd_backend_unmap_dma_strict(s->be, s->ioas_id,
+                                                       op->iova, op->size)
+                    : vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova,
+                                                op->size);
+        trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
         return ret;
     }
     sec = section_of(s, op->iova);
     assert(sec && op->iova + op->size <= sec->iova + sec->size);
-    ret = iommufd_backend_map_dma(s->be, s->ioas_id, op->iova, op->size,
-                                  sec->vaddr + (op->iova - sec->iova),
-                                  sec->readonly);
-    trace_vfio_rmp_sync_map(s->ioas_id, op->iova, op->size, ret);
+    vaddr = sec->vaddr + (op->iova - sec->iova);
+    ret = s->be ? iommufd_backend_map_dma(s->be, s->ioas_id, op->iova,
+                                          op->size, vaddr, sec->readonly)
+                : vfio_rmp_sync_type1_map(s->type1_fd, op->iova, op->size,
+                                          vaddr, sec->readonly);
+    trace_vfio_rmp_sync_map(s->name, op->iova, op->size, ret);
     return ret;
 }
 
@@ -166,36 +226,28 @@ static void vfio_rmp_sync_discard(RamDiscardListener *rdl,
     }
 }
 
-static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
-                                      Error **errp)
+static VFIORmpSync *vfio_rmp_sync_find(VFIOContainer *bcontainer)
 {
-    VFIOIOMMUFDContainer *c;
     VFIORmpSync *s;
-    SnpRmp *rmp;
 
-    if (!object_dynamic_cast(OBJECT(bcontainer), TYPE_VFIO_IOMMU_IOMMUFD)) {
-        return NULL;
-    }
-    c = VFIO_IOMMU_IOMMUFD(bcontainer);
-    if (c->be->rmp_sync.policy == RMP_SYNC_POLICY_OFF) {
-        return NULL;
-    }
     QLIST_FOREACH(s, &vfio_rmp_syncs, next) {
         if (s->bcontainer == bcontainer) {
             return s;
         }
     }
-    rmp = snp_rmp_find(c->be->rmp_sync.rmp, errp);
-    if (!rmp) {
-        return NULL;
-    }
-    s = g_new0(VFIORmpSync, 1);
+    return NULL;
+}
+
+static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
+                                      RmpSyncPolicy policy, SnpRmp *rmp)
+{
+    VFIORmpSync *s = g_new0(VFIORmpSync, 1);
+
     s->bcontainer = bcontainer;
-    s->be = c->be;
-    s->ioas_id = c->ioas_id;
-    s->policy = c->be->rmp_sync.policy;
+    s->type1_fd = -1;
+    s->policy = policy;
     s->rmp = rmp;
-    s->engine = rmp_sync_engine_new(s->policy == RMP_SYNC_POLICY_ALL ?
+    s->engine = rmp_sync_engine_new(policy == RMP_SYNC_POLICY_ALL ?
                                     RMP_SYNC_MAP_ALL : RMP_SYNC_MAP_SHARED,
                                     vfio_rmp_sync_issue,
                                     vfio_rmp_sync_rmp_is_2m, s);
@@ -206,12 +258,126 @@ static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
     return s;
 }
 
-static void vfio_rmp_sync_free(VFIORmpSync *s)
+/*
+ * The sync of @bcontainer: NULL if it has none, with @errp set if it
+ * should have one but cannot.  Iommufd containers get theirs with their
+ * first RAM section, from the backend's settings.
+ */
+static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
+                                      Error **errp)
 {
+    VFIOIOMMUFDContainer *c;
+    VFIORmpSync *s = vfio_rmp_sync_find(bcontainer);
+    SnpRmp *rmp;
+
+    if (s || !object_dynamic_cast(OBJECT(bcontainer),
+                                  TYPE_VFIO_IOMMU_IOMMUFD)) {
+        return s;
+    }
+    c = VFIO_IOMMU_IOMMUFD(bcontainer);
+    if (c->be->rmp_sync.policy == RMP_SYNC_POLICY_OFF) {
+        return NULL;
+    }
+    rmp = snp_rmp_find(c->be->rmp_sync.rmp, errp);
+    if (!rmp) {
+        return NULL;
+    }
+    s = vfio_rmp_sync_new(bcontainer, c->be->rmp_sync.policy, rmp);
+    s->be = c->be;
+    s->ioas_id = c->ioas_id;
+    s->name = g_strdup_printf("iommufd %s IOAS %u",
+                              object_get_canonical_path_component(
+                                  OBJECT(c->be)), c->ioas_id);
+    return s;
+}
+
+void vfio_rmp_sync_container_finalize(VFIOContainer *bcontainer)
+{
+    VFIORmpSync *s = vfio_rmp_sync_find(bcontainer);
+
+    if (!s) {
+        return;
+    }
+    assert(QLIST_EMPTY(&s->sections));
     snp_rmp_remove_change_notifier(&s->rmp_changed);
     rmp_sync_engine_free(s->engine);
     QLIST_REMOVE(s, next);
+    g_free(s->name);
     g_free(s);
+}
+
+/* Legacy containers */
+
+static bool vfio_rmp_sync_is_legacy(VFIOContainer *bcontainer)
+{
+    return object_dynamic_cast(OBJECT(bcontainer), TYPE_VFIO_IOMMU_LEGACY);
+}
+
+bool vfio_rmp_sync_device_check(VFIODevice *vbasedev, Error **errp)
+{
+    const RmpSyncConfig *cfg = &vbasedev->rmp_sync;
+
+    if (cfg->policy == RMP_SYNC_POLICY_OFF && !cfg->rmp) {
+        return true;
+    }
+    if (vbasedev->iommufd) {
+        error_setg(errp, "with iommufd, set rmp-sync and rmp on the "
+                   "iommufd object");
+        return false;
+    }
+    if (cfg->policy == RMP_SYNC_POLICY_OFF) {
+        error_setg(errp, "'rmp' needs rmp-sync=shared or all");
+        return false;
+    }
+    if (!snp_rmp_find(cfg->rmp, errp)) {
+        error_prepend(errp, "rmp-sync: ");
+        return false;
+    }
+    return true;
+}
+
+bool vfio_rmp_sync_legacy_init(VFIOContainer *bcontainer,
+                               VFIODevice *vbasedev, Error **errp)
+{
+    const RmpSyncConfig *cfg = &vbasedev->rmp_sync;
+    VFIORmpSync *s;
+    SnpRmp *rmp;
+
+    if (cfg->policy == RMP_SYNC_POLICY_OFF) {
+        return true;
+    }
+    rmp = snp_rmp_find(cfg->rmp, errp);
+    if (!rmp) {
+        return false;
+    }
+    s = vfio_rmp_sync_new(bcontainer, cfg->policy, rmp);
+    s->type1_fd = VFIO_IOMMU_LEGACY(bcontainer)->fd;
+    s->name = g_strdup_printf("type1 container of %s", vbasedev->name);
+    return true;
+}
+
+bool vfio_rmp_sync_legacy_check(VFIOContainer *bcontainer,
+                                VFIODevice *vbasedev, Error **errp)
+{
+    VFIORmpSync *s = vfio_rmp_sync_find(bcontainer);
+    RmpSyncPolicy policy = vbasedev->rmp_sync.policy;
+
+    assert(vfio_rmp_sync_is_legacy(bcontainer));
+    if (!s && policy == RMP_SYNC_POLICY_OFF) {
+        return true;
+    }
+    if (s && policy == s->policy &&
+        snp_rmp_find(vbasedev->rmp_sync.rmp, NULL) == s->rmp) {
+        return true;
+    }
+    error_setg(errp, "the container it shares with other devices has "
+               "rmp-sync=%s%s%s",
+               RmpSyncPolicy_str(s ? s->policy : RMP_SYNC_POLICY_OFF),
+               s ? ",rmp=" : "",
+               s ? object_get_canonical_path_component(OBJECT(s->rmp)) : "");
+    error_append_hint(errp, "Give every device of one container the same "
+                      "rmp-sync and rmp.\n");
+    return false;
 }
 
 bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
@@ -272,11 +438,7 @@ bool vfio_rmp_sync_region_del(VFIOContainer *bcontainer,
     VFIORmpSyncSection *sec;
     VFIORmpSync *s;
 
-    QLIST_FOREACH(s, &vfio_rmp_syncs, next) {
-        if (s->bcontainer == bcontainer) {
-            break;
-        }
-    }
+    s = vfio_rmp_sync_find(bcontainer);
     if (!s) {
         return false;
     }
@@ -295,9 +457,6 @@ bool vfio_rmp_sync_region_del(VFIOContainer *bcontainer,
     rmp_sync_del_range(s->engine, sec->iova, sec->size);
     QLIST_REMOVE(sec, next);
     g_free(sec);
-    if (QLIST_EMPTY(&s->sections)) {
-        vfio_rmp_sync_free(s);
-    }
     return true;
 }
 
@@ -310,12 +469,25 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
 
     QLIST_FOREACH(s, &vfio_rmp_syncs, next) {
         RmpSyncInfo *info = g_new0(RmpSyncInfo, 1);
+        VFIODevice *vbasedev;
         RmpSyncStats st;
 
         rmp_sync_get_stats(s->engine, &st);
-        info->iommufd =
-            g_strdup(object_get_canonical_path_component(OBJECT(s->be)));
-        info->ioas_id = s->ioas_id;
+        if (s->be) {
+            info->container_type = RMP_SYNC_CONTAINER_TYPE_IOMMUFD;
+            info->iommufd = g_strdup(
+                object_get_canonical_path_component(OBJECT(s->be)));
+            info->has_ioas_id = true;
+            info->ioas_id = s->ioas_id;
+        } else {
+            info->container_type = RMP_SYNC_CONTAINER_TYPE_LEGACY;
+        }
+        QLIST_FOREACH(vbasedev, &s->bcontainer->device_list, container_next) {
+            QAPI_LIST_PREPEND(info->devices, vbasedev->dev->id ?
+                              g_strdup(vbasedev->dev->id) :
+                              object_get_canonical_path(
+                                  OBJECT(vbasedev->dev)));
+        }
         info->policy = s->policy;
         info->regions_2m = st.regions_2m;
         info->regions_4k = st.regions_4k;
@@ -343,18 +515,27 @@ void hmp_info_rmp_sync(Monitor *mon, const QDict *qdict)
     RmpSyncInfoList *list = qmp_query_rmp_sync(NULL), *l;
 
     if (!list) {
-        monitor_printf(mon, "no IO address space follows an RMP\n");
+        monitor_printf(mon, "no VFIO container follows an RMP\n");
     }
     for (l = list; l; l = l->next) {
         RmpSyncInfo *i = l->value;
+        strList *d;
 
-        monitor_printf(mon, "iommufd %s IOAS %u (%s): %" PRIu64 " regions "
+        if (i->iommufd) {
+            monitor_printf(mon, "iommufd %s IOAS %u", i->iommufd, i->ioas_id);
+        } else {
+            monitor_printf(mon, "legacy container");
+        }
+        monitor_printf(mon, " (%s) of", RmpSyncPolicy_str(i->policy));
+        for (d = i->devices; d; d = d->next) {
+            monitor_printf(mon, " %s", d->value);
+        }
+        monitor_printf(mon, ": %" PRIu64 " regions "
                        "at 2M, %" PRIu64 " at 4K, %" PRIu64 " conflicts, %"
                        PRIu64 " areas, %" PRIu64 " bytes, %" PRIu64
                        " IOTLB entries; %" PRIu64 " ioctls, %" PRIu64
                        " resizes, %" PRIu64 " unmap-then-map windows "
                        "(longest %" PRIu64 " us), %" PRIu64 " errors\n",
-                       i->iommufd, i->ioas_id, RmpSyncPolicy_str(i->policy),
                        i->regions_2m, i->regions_4k, i->conflicts, i->areas,
                        i->mapped_bytes, i->iotlb_entries, i->ioctls,
                        i->resizes, i->windows, i->window_us_max, i->errors);

@@ -8,14 +8,9 @@
 #define SYSTEM_IOMMUFD_RMP_SYNC_H
 
 #include "qom/object.h"
+#include "system/rmp-sync-config.h"
 
 typedef struct IOMMUFDBackend IOMMUFDBackend;
-
-/* -object iommufd,rmp-sync=off|shared|all,rmp=ID */
-typedef struct IOMMUFDRmpSyncConfig {
-    int policy;                 /* RmpSyncPolicy */
-    char *rmp;                  /* id of the snp-rmp object */
-} IOMMUFDRmpSyncConfig;
 
 void iommufd_backend_rmp_sync_class_init(ObjectClass *oc);
 bool iommufd_backend_rmp_sync_complete(IOMMUFDBackend *be, Error **errp);

@@ -1,11 +1,13 @@
 /*
- * QTest for the configuration of the RMP-granularity sync of iommufd
- * backends (-object iommufd,rmp-sync=...,rmp=...)
+ * QTest for the configuration of the RMP-granularity sync of VFIO
+ * containers: -object iommufd,rmp-sync=...,rmp=... and, for legacy
+ * containers, -device vfio-pci,rmp-sync=...,rmp=...
  *
- * Runs without /dev/iommu: the backend opens it only when a VFIO device
- * attaches, so what can be checked here is the configuration, its errors
- * and the monitor interfaces.  The mapping path itself runs against a
- * real kernel in the whole-system tests.
+ * Runs without /dev/iommu and /dev/vfio: the backend opens them only
+ * when a VFIO device attaches, and the device's settings are checked
+ * before that, so what can be checked here is the configuration, its
+ * errors and the monitor interfaces.  The mapping path itself runs
+ * against a real kernel in the whole-system tests.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -52,6 +54,60 @@ static void test_config_errors(void)
                    "-object snp-rmp,id=rmp0", "'rmp0' is not an snp-rmp");
 }
 
+/*
+ * A legacy container is configured by its device.  sysfsdev=/ passes the
+ * "host device exists" check, so what stops realize is either our check
+ * or, once that passed, the missing IOMMU group of "/".
+ */
+static void test_legacy_config_errors(void)
+{
+    assert_refused("-device vfio-pci,sysfsdev=/,rmp-sync=shared",
+                   "no snp-rmp object");
+    assert_refused("-object snp-rmp,id=rmp0 "
+                   "-device vfio-pci,sysfsdev=/,rmp-sync=all,rmp=nope",
+                   "'nope' is not an snp-rmp object");
+    assert_refused("-object snp-rmp,id=rmp0 "
+                   "-device vfio-pci,sysfsdev=/,rmp=rmp0",
+                   "'rmp' needs rmp-sync");
+    assert_refused("-object snp-rmp,id=rmp0 "
+                   "-device vfio-pci,sysfsdev=/,rmp-sync=most",
+                   "rmp-sync");
+    assert_refused("-object snp-rmp,id=rmp0 -object iommufd,id=fd0 "
+                   "-device vfio-pci,sysfsdev=/,iommufd=fd0,rmp-sync=shared",
+                   "set rmp-sync and rmp on the iommufd object");
+    /* good settings get as far as the group, as rmp-sync=off does */
+    assert_refused("-object snp-rmp,id=rmp0 "
+                   "-device vfio-pci,sysfsdev=/,rmp-sync=shared,rmp=rmp0",
+                   "iommu_group");
+    assert_refused("-device vfio-pci,sysfsdev=/", "iommu_group");
+}
+
+static void test_legacy_properties(void)
+{
+    QTestState *qts = qtest_init("-M q35");
+    QDict *r = qtest_qmp(qts, "{ 'execute': 'device-list-properties',"
+                         " 'arguments': { 'typename': 'vfio-pci' } }");
+    QListEntry *e;
+    int found = 0;
+
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(r, "return"), e) {
+        QDict *p = qobject_to(QDict, qlist_entry_obj(e));
+        const char *name = qdict_get_str(p, "name");
+
+        if (!strcmp(name, "rmp-sync")) {
+            g_assert_cmpstr(qdict_get_str(p, "type"), ==, "RmpSyncPolicy");
+            g_assert_cmpstr(qdict_get_str(p, "default-value"), ==, "off");
+            found++;
+        } else if (!strcmp(name, "rmp")) {
+            g_assert_cmpstr(qdict_get_str(p, "type"), ==, "str");
+            found++;
+        }
+    }
+    g_assert_cmpint(found, ==, 2);
+    qobject_unref(r);
+    qtest_quit(qts);
+}
+
 static void test_config(void)
 {
     QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
@@ -80,7 +136,7 @@ static void test_config(void)
     r = qtest_qmp(qts, "{ 'execute': 'human-monitor-command',"
                   " 'arguments': { 'command-line': 'info rmp-sync' } }");
     g_assert_nonnull(strstr(qdict_get_str(r, "return"),
-                            "no IO address space follows an RMP"));
+                            "no VFIO container follows an RMP"));
     qobject_unref(r);
 
     /* object-add validates the same way */
@@ -100,5 +156,9 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/vfio-rmp-sync/config-errors", test_config_errors);
     qtest_add_func("/vfio-rmp-sync/config", test_config);
+    qtest_add_func("/vfio-rmp-sync/legacy-config-errors",
+                   test_legacy_config_errors);
+    qtest_add_func("/vfio-rmp-sync/legacy-properties",
+                   test_legacy_properties);
     return g_test_run();
 }

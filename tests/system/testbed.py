@@ -432,12 +432,15 @@ def scenario_page_size_rules(s):
 
 
 def engine_in_the_loop(s, mode):
-    """The fork as edu's VMM in the guest, iommufd rmp-sync=MODE: the
-    harness converts pages and smashes and re-forms RMP entries in the
-    emulated hardware and in the VMM's snp-rmp; edu DMAs after each step."""
+    """The fork as edu's VMM in the guest, rmp-sync=MODE (on iommufd; on a
+    type1 container with legacy-): the harness converts pages and smashes
+    and re-forms RMP entries in the emulated hardware and in the VMM's
+    snp-rmp; edu DMAs after each step."""
     f = s.f
     v = InnerVMM(f)
     v.connect(INNER_TIMEOUT)
+    container = "legacy" if mode.startswith("legacy-") else "iommufd"
+    mode = mode[len("legacy-"):] if container == "legacy" else mode
     region = 0x2000000                  # a 2M region of the inner guest
 
     def spa(gpa):
@@ -481,6 +484,9 @@ def engine_in_the_loop(s, mode):
     dma(region + 0x5000, True)
     st = stats()
     s.say("step 1, fresh RMP: DMA arrives; %s" % st)
+    if st.get("container-type") != container or st.get("devices") != ["edu0"]:
+        raise TestbedError("not the %s container of edu0: %s" %
+                           (container, st))
     if st.get("regions-2m", 0) != 0:
         raise TestbedError("2M areas over a 4K RMP: %s" % st)
     # 2. KVM forms a 2M entry (guest asked for 2M, region uniform)
@@ -526,7 +532,7 @@ SCENARIOS = {
     "2023-bug": scenario_2023_bug,
     "page-size-rules": scenario_page_size_rules,
 }
-INNER_SCENARIOS = ["shared", "all", "off"]
+INNER_SCENARIOS = ["shared", "all", "off", "legacy-shared"]
 
 
 def kvm_boots(qemu, kernel, initrd):
