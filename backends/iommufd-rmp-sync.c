@@ -37,6 +37,16 @@ static void rmp_sync_set_rmp(Object *obj, const char *value, Error **errp)
     be->rmp_sync.rmp = g_strdup(value);
 }
 
+static bool rmp_sync_get_hitless(Object *obj, Error **errp)
+{
+    return IOMMUFD_BACKEND(obj)->rmp_sync.hitless;
+}
+
+static void rmp_sync_set_hitless(Object *obj, bool value, Error **errp)
+{
+    IOMMUFD_BACKEND(obj)->rmp_sync.hitless = value;
+}
+
 void iommufd_backend_rmp_sync_class_init(ObjectClass *oc)
 {
     object_class_property_add_enum(oc, "rmp-sync", "RmpSyncPolicy",
@@ -48,13 +58,20 @@ void iommufd_backend_rmp_sync_class_init(ObjectClass *oc)
                                   rmp_sync_set_rmp);
     object_class_property_set_description(oc, "rmp",
         "the snp-rmp object rmp-sync follows (optional when there is one)");
+    object_class_property_add_bool(oc, "rmp-sync-hitless",
+                                   rmp_sync_get_hitless,
+                                   rmp_sync_set_hitless);
+    object_class_property_set_description(oc, "rmp-sync-hitless",
+        "never unmap a page whose RMP page size stays, even for a moment "
+        "(one area per page where the RMP is 4K)");
 }
 
 bool iommufd_backend_rmp_sync_complete(IOMMUFDBackend *be, Error **errp)
 {
     if (be->rmp_sync.policy == RMP_SYNC_POLICY_OFF) {
-        if (be->rmp_sync.rmp) {
-            error_setg(errp, "iommufd: 'rmp' needs rmp-sync=shared or all");
+        if (be->rmp_sync.rmp || be->rmp_sync.hitless) {
+            error_setg(errp, "iommufd: '%s' needs rmp-sync=shared or all",
+                       be->rmp_sync.rmp ? "rmp" : "rmp-sync-hitless");
             return false;
         }
         return true;

@@ -35,6 +35,7 @@ typedef struct Area {
 
 struct RmpSyncEngine {
     RmpSyncEnginePolicy policy;
+    bool hitless;               /* 4K-RMP regions: one area per page */
     unsigned page_shift;
     unsigned region_order;
     unsigned pages;             /* per region */
@@ -164,6 +165,12 @@ RmpSyncEngine *rmp_sync_engine_new(RmpSyncEnginePolicy policy,
                                       RMP_SYNC_REGION_SHIFT -
                                       RMP_SYNC_PAGE_SHIFT,
                                       issue, rmp_is_2m, opaque);
+}
+
+void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless)
+{
+    assert(!e->ranges->len);
+    e->hitless = hitless;
 }
 
 static void range_free(RmpSyncEngine *e, Range *rg)
@@ -449,6 +456,54 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
 }
 
 /*
+ * Hitless: every page of a 4K-RMP region is an area of its own, so no
+ * page that stays wanted is ever unmapped.  An old area stays if all its
+ * pages are wanted and it is not the whole region (old areas are single
+ * pages, except what a region at 2M left); one unmap per run of removed
+ * areas, one map per wanted page left uncovered.
+ */
+static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
+                            const uint64_t *want, const Area *old,
+                            unsigned k, unsigned lo, unsigned hi)
+{
+    unsigned i = 0, p;
+
+    while (i < k) {
+        unsigned g = i;
+        bool keep = !(old[i].start == 0 && old[i].end == e->pages) &&
+                    bits_count_range(want, old[i].start, old[i].end) ==
+                    old[i].end - old[i].start;
+
+        if (keep) {
+            i++;
+            continue;
+        }
+        while (g + 1 < k &&
+               bits_count_range(want, old[g + 1].start, old[g + 1].end) <
+               old[g + 1].end - old[g + 1].start) {
+            g++;
+        }
+        push_op(e, RMP_SYNC_OP_UNMAP, base, old[i].start, old[g].end);
+        i = g + 1;
+    }
+    for (p = lo, i = 0; p < hi; p++) {
+        while (i < k && old[i].end <= p) {
+            i++;
+        }
+        if (i < k && old[i].start <= p &&
+            !(old[i].start == 0 && old[i].end == e->pages) &&
+            bits_count_range(want, old[i].start, old[i].end) ==
+            old[i].end - old[i].start) {
+            p = old[i].end - 1;         /* kept */
+            continue;
+        }
+        if (bit_get(want, p)) {
+            push_op(e, RMP_SYNC_OP_MAP, base, p, p + 1);
+        }
+    }
+}
+
+/*
  * Plan region @r.  If the event changed only the pages [@lo, @hi) of a
  * region whose layout was complete (every wanted page mapped, every area
  * wanted), the areas away from them stay in any optimal plan: removing
@@ -478,9 +533,15 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
                 c1++;
             }
         }
-        plan_4k(e, base, want, old + c0, c1 - c0,
-                c0 ? old[c0 - 1].end : 0, c1 < k ? old[c1].start : e->pages,
-                c1 - c0 < k);
+        if (e->hitless) {
+            plan_4k_hitless(e, base, want, old + c0, c1 - c0,
+                            c0 ? old[c0 - 1].end : 0,
+                            c1 < k ? old[c1].start : e->pages);
+        } else {
+            plan_4k(e, base, want, old + c0, c1 - c0,
+                    c0 ? old[c0 - 1].end : 0,
+                    c1 < k ? old[c1].start : e->pages, c1 - c0 < k);
+        }
         return;
     }
     /* RMP 2M: one area over the whole region, or nothing */
@@ -517,8 +578,13 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
         unsigned end = start + (op->size >> e->page_shift);
 
         e->stats.ioctls++;
-        if (op->type == RMP_SYNC_OP_UNMAP && !first_unmap) {
-            first_unmap = g_get_monotonic_time();
+        if (op->type == RMP_SYNC_OP_UNMAP) {
+            op->mapped = (uint64_t)bits_count_range(bm(e, r, BM_MAPPED),
+                                                    start, end)
+                         << e->page_shift;
+            if (!first_unmap) {
+                first_unmap = g_get_monotonic_time();
+            }
         }
         ret = e->issue(e->opaque, op);
         if (ret) {

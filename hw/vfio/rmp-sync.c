@@ -67,6 +67,7 @@ struct VFIORmpSync {
     int type1_fd;               /* legacy: the container's fd */
     char *name;                 /* for traces and errors */
     RmpSyncPolicy policy;
+    bool hitless;
     SnpRmp *rmp;
     RmpSyncEngine *engine;
     Notifier rmp_changed;
@@ -91,9 +92,10 @@ static VFIORmpSyncSection *section_of(VFIORmpSync *s, hwaddr iova)
 
 /*
  * VFIO_IOMMU_UNMAP_DMA of type1 reports how much it unmapped: the engine
- * asks for exactly the areas it holds, so anything else is divergence.
+ * knows what it holds in the range, so anything else is divergence.
  */
-static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size)
+static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size,
+                                     uint64_t expect)
 {
     struct vfio_iommu_type1_dma_unmap unmap = {
         .argsz = sizeof(unmap),
@@ -104,7 +106,7 @@ static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size)
     if (ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &unmap)) {
         return -errno;
     }
-    return unmap.size == size ? 0 : -ENOENT;
+    return unmap.size == expect ? 0 : -ENOENT;
 }
 
 /* No retry on EBUSY (as vfio_legacy_dma_map has): an overlap is a bug */
@@ -135,7 +137,7 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
         ret = s->be ? iommufd_backend_unmap_dma_strict(s->be, s->ioas_id,
                                                        op->iova, op->size)
                     : vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova,
-                                                op->size);
+                                                op->size, op->mapped);
         trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
         return ret;
     }
@@ -239,18 +241,20 @@ static VFIORmpSync *vfio_rmp_sync_find(VFIOContainer *bcontainer)
 }
 
 static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
-                                      RmpSyncPolicy policy, SnpRmp *rmp)
+                                      const RmpSyncConfig *cfg, SnpRmp *rmp)
 {
     VFIORmpSync *s = g_new0(VFIORmpSync, 1);
 
     s->bcontainer = bcontainer;
     s->type1_fd = -1;
-    s->policy = policy;
+    s->policy = cfg->policy;
+    s->hitless = cfg->hitless;
     s->rmp = rmp;
-    s->engine = rmp_sync_engine_new(policy == RMP_SYNC_POLICY_ALL ?
+    s->engine = rmp_sync_engine_new(s->policy == RMP_SYNC_POLICY_ALL ?
                                     RMP_SYNC_MAP_ALL : RMP_SYNC_MAP_SHARED,
                                     vfio_rmp_sync_issue,
                                     vfio_rmp_sync_rmp_is_2m, s);
+    rmp_sync_engine_set_hitless(s->engine, s->hitless);
     s->rmp_changed.notify = vfio_rmp_sync_rmp_changed;
     snp_rmp_add_change_notifier(rmp, &s->rmp_changed);
     QLIST_INIT(&s->sections);
@@ -282,7 +286,7 @@ static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
     if (!rmp) {
         return NULL;
     }
-    s = vfio_rmp_sync_new(bcontainer, c->be->rmp_sync.policy, rmp);
+    s = vfio_rmp_sync_new(bcontainer, &c->be->rmp_sync, rmp);
     s->be = c->be;
     s->ioas_id = c->ioas_id;
     s->name = g_strdup_printf("iommufd %s IOAS %u",
@@ -317,16 +321,17 @@ bool vfio_rmp_sync_device_check(VFIODevice *vbasedev, Error **errp)
 {
     const RmpSyncConfig *cfg = &vbasedev->rmp_sync;
 
-    if (cfg->policy == RMP_SYNC_POLICY_OFF && !cfg->rmp) {
+    if (cfg->policy == RMP_SYNC_POLICY_OFF && !cfg->rmp && !cfg->hitless) {
         return true;
     }
     if (vbasedev->iommufd) {
-        error_setg(errp, "with iommufd, set rmp-sync and rmp on the "
-                   "iommufd object");
+        error_setg(errp, "with iommufd, set rmp-sync, rmp and "
+                   "rmp-sync-hitless on the iommufd object");
         return false;
     }
     if (cfg->policy == RMP_SYNC_POLICY_OFF) {
-        error_setg(errp, "'rmp' needs rmp-sync=shared or all");
+        error_setg(errp, "'%s' needs rmp-sync=shared or all",
+                   cfg->rmp ? "rmp" : "rmp-sync-hitless");
         return false;
     }
     if (!snp_rmp_find(cfg->rmp, errp)) {
@@ -350,7 +355,7 @@ bool vfio_rmp_sync_legacy_init(VFIOContainer *bcontainer,
     if (!rmp) {
         return false;
     }
-    s = vfio_rmp_sync_new(bcontainer, cfg->policy, rmp);
+    s = vfio_rmp_sync_new(bcontainer, cfg, rmp);
     s->type1_fd = VFIO_IOMMU_LEGACY(bcontainer)->fd;
     s->name = g_strdup_printf("type1 container of %s", vbasedev->name);
     return true;
@@ -360,23 +365,24 @@ bool vfio_rmp_sync_legacy_check(VFIOContainer *bcontainer,
                                 VFIODevice *vbasedev, Error **errp)
 {
     VFIORmpSync *s = vfio_rmp_sync_find(bcontainer);
-    RmpSyncPolicy policy = vbasedev->rmp_sync.policy;
+    const RmpSyncConfig *cfg = &vbasedev->rmp_sync;
 
     assert(vfio_rmp_sync_is_legacy(bcontainer));
-    if (!s && policy == RMP_SYNC_POLICY_OFF) {
+    if (!s && cfg->policy == RMP_SYNC_POLICY_OFF) {
         return true;
     }
-    if (s && policy == s->policy &&
-        snp_rmp_find(vbasedev->rmp_sync.rmp, NULL) == s->rmp) {
+    if (s && cfg->policy == s->policy && cfg->hitless == s->hitless &&
+        snp_rmp_find(cfg->rmp, NULL) == s->rmp) {
         return true;
     }
     error_setg(errp, "the container it shares with other devices has "
-               "rmp-sync=%s%s%s",
+               "rmp-sync=%s%s%s%s",
                RmpSyncPolicy_str(s ? s->policy : RMP_SYNC_POLICY_OFF),
                s ? ",rmp=" : "",
-               s ? object_get_canonical_path_component(OBJECT(s->rmp)) : "");
+               s ? object_get_canonical_path_component(OBJECT(s->rmp)) : "",
+               s && s->hitless ? ",rmp-sync-hitless=on" : "");
     error_append_hint(errp, "Give every device of one container the same "
-                      "rmp-sync and rmp.\n");
+                      "rmp-sync, rmp and rmp-sync-hitless.\n");
     return false;
 }
 
@@ -489,6 +495,7 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
                                   OBJECT(vbasedev->dev)));
         }
         info->policy = s->policy;
+        info->hitless = s->hitless;
         info->regions_2m = st.regions_2m;
         info->regions_4k = st.regions_4k;
         info->conflicts = st.conflicts;
@@ -526,7 +533,8 @@ void hmp_info_rmp_sync(Monitor *mon, const QDict *qdict)
         } else {
             monitor_printf(mon, "legacy container");
         }
-        monitor_printf(mon, " (%s) of", RmpSyncPolicy_str(i->policy));
+        monitor_printf(mon, " (%s%s) of", RmpSyncPolicy_str(i->policy),
+                       i->hitless ? ", hitless" : "");
         for (d = i->devices; d; d = d->next) {
             monitor_printf(mon, " %s", d->value);
         }

@@ -15,6 +15,7 @@
 typedef struct RmpSyncConfig {
     int policy;                 /* RmpSyncPolicy */
     char *rmp;                  /* id of the snp-rmp object, or NULL */
+    bool hitless;               /* never unmap a page that stays mapped */
 } RmpSyncConfig;
 
 #endif

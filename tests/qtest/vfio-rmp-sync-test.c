@@ -47,6 +47,9 @@ static void test_config_errors(void)
     assert_refused("-object snp-rmp,id=rmp0 -object iommufd,id=fd0,rmp=rmp0",
                    "'rmp' needs rmp-sync");
     assert_refused("-object snp-rmp,id=rmp0 "
+                   "-object iommufd,id=fd0,rmp-sync-hitless=on",
+                   "'rmp-sync-hitless' needs rmp-sync");
+    assert_refused("-object snp-rmp,id=rmp0 "
                    "-object iommufd,id=fd0,rmp-sync=most",
                    "rmp-sync");
     /* the snp-rmp object must come first */
@@ -70,11 +73,14 @@ static void test_legacy_config_errors(void)
                    "-device vfio-pci,sysfsdev=/,rmp=rmp0",
                    "'rmp' needs rmp-sync");
     assert_refused("-object snp-rmp,id=rmp0 "
+                   "-device vfio-pci,sysfsdev=/,rmp-sync-hitless=on",
+                   "'rmp-sync-hitless' needs rmp-sync");
+    assert_refused("-object snp-rmp,id=rmp0 "
                    "-device vfio-pci,sysfsdev=/,rmp-sync=most",
                    "rmp-sync");
     assert_refused("-object snp-rmp,id=rmp0 -object iommufd,id=fd0 "
                    "-device vfio-pci,sysfsdev=/,iommufd=fd0,rmp-sync=shared",
-                   "set rmp-sync and rmp on the iommufd object");
+                   "on the iommufd object");
     /* good settings get as far as the group, as rmp-sync=off does */
     assert_refused("-object snp-rmp,id=rmp0 "
                    "-device vfio-pci,sysfsdev=/,rmp-sync=shared,rmp=rmp0",
@@ -101,9 +107,13 @@ static void test_legacy_properties(void)
         } else if (!strcmp(name, "rmp")) {
             g_assert_cmpstr(qdict_get_str(p, "type"), ==, "str");
             found++;
+        } else if (!strcmp(name, "rmp-sync-hitless")) {
+            g_assert_cmpstr(qdict_get_str(p, "type"), ==, "bool");
+            g_assert_false(qdict_get_bool(p, "default-value"));
+            found++;
         }
     }
-    g_assert_cmpint(found, ==, 2);
+    g_assert_cmpint(found, ==, 3);
     qobject_unref(r);
     qtest_quit(qts);
 }
@@ -112,7 +122,8 @@ static void test_config(void)
 {
     QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
                                  "-object iommufd,id=fd0,rmp-sync=shared,"
-                                 "rmp=rmp0 -object iommufd,id=fd1");
+                                 "rmp=rmp0,rmp-sync-hitless=on "
+                                 "-object iommufd,id=fd1");
     QDict *r;
 
     r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
@@ -123,10 +134,20 @@ static void test_config(void)
                   " 'path': '/objects/fd0', 'property': 'rmp' } }");
     g_assert_cmpstr(qdict_get_str(r, "return"), ==, "rmp0");
     qobject_unref(r);
+    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                  " 'path': '/objects/fd0', 'property': 'rmp-sync-hitless' "
+                  "} }");
+    g_assert_true(qdict_get_bool(r, "return"));
+    qobject_unref(r);
     /* off by default: VFIO maps as it always did */
     r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
                   " 'path': '/objects/fd1', 'property': 'rmp-sync' } }");
     g_assert_cmpstr(qdict_get_str(r, "return"), ==, "off");
+    qobject_unref(r);
+    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                  " 'path': '/objects/fd1', 'property': 'rmp-sync-hitless' "
+                  "} }");
+    g_assert_false(qdict_get_bool(r, "return"));
     qobject_unref(r);
 
     /* no VFIO container yet: no IO address space to report */

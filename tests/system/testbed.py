@@ -433,14 +433,16 @@ def scenario_page_size_rules(s):
 
 def engine_in_the_loop(s, mode):
     """The fork as edu's VMM in the guest, rmp-sync=MODE (on iommufd; on a
-    type1 container with legacy-): the harness converts pages and smashes
-    and re-forms RMP entries in the emulated hardware and in the VMM's
-    snp-rmp; edu DMAs after each step."""
+    type1 container with legacy-; hitless- for rmp-sync-hitless=on): the
+    harness converts pages and smashes and re-forms RMP entries in the
+    emulated hardware and in the VMM's snp-rmp; edu DMAs after each step."""
     f = s.f
     v = InnerVMM(f)
     v.connect(INNER_TIMEOUT)
     container = "legacy" if mode.startswith("legacy-") else "iommufd"
     mode = mode[len("legacy-"):] if container == "legacy" else mode
+    hitless = mode.startswith("hitless-")
+    mode = mode[len("hitless-"):] if hitless else mode
     region = 0x2000000                  # a 2M region of the inner guest
 
     def spa(gpa):
@@ -484,9 +486,10 @@ def engine_in_the_loop(s, mode):
     dma(region + 0x5000, True)
     st = stats()
     s.say("step 1, fresh RMP: DMA arrives; %s" % st)
-    if st.get("container-type") != container or st.get("devices") != ["edu0"]:
-        raise TestbedError("not the %s container of edu0: %s" %
-                           (container, st))
+    if (st.get("container-type") != container or
+            st.get("devices") != ["edu0"] or st.get("hitless") != hitless):
+        raise TestbedError("not the %s container of edu0 (hitless %s): %s"
+                           % (container, hitless, st))
     if st.get("regions-2m", 0) != 0:
         raise TestbedError("2M areas over a 4K RMP: %s" % st)
     # 2. KVM forms a 2M entry (guest asked for 2M, region uniform)
@@ -521,6 +524,25 @@ def engine_in_the_loop(s, mode):
         raise TestbedError("after re-forming: %s" % st)
     s.say("unmap-then-map windows: %d (%d pages), longest %d us" %
           (st["windows"], st["window-pages"], st["window-us-max"]))
+    if mode == "shared":
+        # 5. a page of a 4K-RMP region goes private: its RMP entry keeps
+        # its size, so hitless keeps its neighbours mapped throughout
+        page = region + M2 + 0x3000
+        before = stats()
+        both_rmp(page, "4k", assigned=True, asid=1, gpa=page, validated=True)
+        dma(page + 0x1000, True)
+        st = stats()
+        cut = st["windows"] - before["windows"]
+        s.say("step 5, a page of a 4K region private: DMA to its neighbour "
+              "arrives; windows %d -> %d (%d pages), ioctls %d -> %d" %
+              (before["windows"], st["windows"],
+               st["window-pages"] - before["window-pages"],
+               before["ioctls"], st["ioctls"]))
+        if cut != (0 if hitless else 1):
+            raise TestbedError("%d windows for an unchanged RMP size "
+                               "(hitless %s)" % (cut, hitless))
+        both_rmp(page, "4k")
+        dma(page, True)
     if faults:
         raise TestbedError("RMP faults with rmp-sync=%s: %s" % (mode, faults))
     logged = [l for l in f.log_since(mark) if "RMP_PAGE_FAULT" in l]
@@ -532,7 +554,8 @@ SCENARIOS = {
     "2023-bug": scenario_2023_bug,
     "page-size-rules": scenario_page_size_rules,
 }
-INNER_SCENARIOS = ["shared", "all", "off", "legacy-shared"]
+INNER_SCENARIOS = ["shared", "all", "off", "legacy-shared", "hitless-shared",
+                   "legacy-hitless-shared"]
 
 
 def kvm_boots(qemu, kernel, initrd):

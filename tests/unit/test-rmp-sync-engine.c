@@ -31,6 +31,7 @@ typedef struct World {
     GArray *areas;              /* FakeArea, the fake IOAS */
     GArray *ops;                /* RmpSyncOp of the current event */
     unsigned fail_one_in;       /* inject an error every ~N ops, 0: never */
+    bool hitless;
     GRand *rnd;
     RmpSyncEngine *e;
 } World;
@@ -42,6 +43,7 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
 {
     World *w = opaque;
     uint64_t s = op->iova / PAGE, e = (op->iova + op->size) / PAGE;
+    uint64_t unmapped = 0;
     bool found = false;
 
     g_assert_cmpuint(op->iova % PAGE, ==, 0);
@@ -79,11 +81,14 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
         FakeArea *o = &g_array_index(w->areas, FakeArea, i);
 
         if (o->start >= s && o->end <= e) {
+            unmapped += (o->end - o->start) * PAGE;
             g_array_remove_index_fast(w->areas, i);
         } else {
             i++;
         }
     }
+    /* what type1 reports unmapped is what the engine expects */
+    g_assert_cmpuint(unmapped, ==, op->mapped);
     return 0;
 }
 
@@ -284,6 +289,41 @@ static unsigned brute_force_ops(World *w, uint64_t r, const Iv *old,
     return bf_best;
 }
 
+/*
+ * Hitless: every area of a 4K-RMP region is one page, so the fewest
+ * operations are one unmap per run of old areas that go (not all wanted,
+ * or a whole region) and one map per wanted page no kept area covers.
+ */
+static unsigned hitless_ops(World *w, uint64_t r, const Iv *old, unsigned k)
+{
+    unsigned P = 1u << w->order;
+    bool covered[64] = { false };
+    unsigned ops = 0;
+    bool prev_removed = false;
+
+    if (w->rmp_2m[r]) {
+        return brute_force_ops(w, r, old, k);
+    }
+    for (unsigned j = 0; j < k; j++) {
+        bool keep = !(old[j].s == 0 && old[j].e == P);
+
+        for (unsigned p = old[j].s; p < old[j].e; p++) {
+            keep &= wanted(w, ((uint64_t)r << w->order) + p);
+        }
+        ops += !keep && !prev_removed;
+        prev_removed = !keep;
+        for (unsigned p = old[j].s; keep && p < old[j].e; p++) {
+            covered[p] = true;
+        }
+    }
+    for (unsigned p = 0; p < P; p++) {
+        uint64_t g = ((uint64_t)r << w->order) + p;
+
+        ops += g < w->n_pages && wanted(w, g) && !covered[p];
+    }
+    return ops;
+}
+
 /* Old areas of each region before an event, for the optimality check */
 typedef struct Snapshot {
     Iv old[64][64];
@@ -331,6 +371,8 @@ static void check_optimal(World *w, Snapshot *before)
     }
     for (unsigned r = 0; r * P < w->n_pages && r < 64; r++) {
         g_assert_cmpuint(per_region[r], ==,
+                         w->hitless ?
+                         hitless_ops(w, r, before->old[r], before->k[r]) :
                          brute_force_ops(w, r, before->old[r],
                                          before->k[r]));
     }
@@ -395,23 +437,60 @@ static void random_event(World *w)
     }
 }
 
-static void run_random(RmpSyncEnginePolicy policy, unsigned order, guint32 seed,
-                       unsigned steps)
+static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
+                            guint32 seed, unsigned steps, bool hitless)
 {
     World *w = world_new(policy, order, 0, seed);
     Snapshot *before = g_new0(Snapshot, 1);
+    unsigned P = 1u << order;
 
+    w->hitless = hitless;
+    rmp_sync_engine_set_hitless(w->e, hitless);
     world_add_ranges(w, false);
     check_all(w);
     for (unsigned step = 0; step < steps; step++) {
+        bool rmp_2m[64];
+        RmpSyncStats st0, st1;
+
+        memcpy(rmp_2m, w->rmp_2m, sizeof(rmp_2m));
+        rmp_sync_get_stats(w->e, &st0);
         snapshot(w, before);
         g_array_set_size(w->ops, 0);
         random_event(w);
         check_all(w);
         check_optimal(w, before);
+        if (!hitless) {
+            continue;
+        }
+        /* no page stays unmapped for a moment unless its RMP size changed */
+        rmp_sync_get_stats(w->e, &st1);
+        if (!memcmp(rmp_2m, w->rmp_2m, sizeof(rmp_2m))) {
+            g_assert_cmpuint(st1.windows, ==, st0.windows);
+        }
+        for (guint i = 0; i < w->areas->len; i++) {
+            FakeArea *a = &g_array_index(w->areas, FakeArea, i);
+
+            if (!w->rmp_2m[a->start / P]) {
+                g_assert_cmpuint(a->end - a->start, ==, 1);
+            }
+        }
     }
     g_free(before);
     world_free(w);
+}
+
+static void run_random(RmpSyncEnginePolicy policy, unsigned order,
+                       guint32 seed, unsigned steps)
+{
+    run_random_mode(policy, order, seed, steps, false);
+}
+
+static void test_random_hitless(void)
+{
+    for (guint32 seed = 1; seed <= 4; seed++) {
+        run_random_mode(RMP_SYNC_MAP_SHARED, 3, seed, 1500, true);
+        run_random_mode(RMP_SYNC_MAP_ALL, 3, seed, 1500, true);
+    }
 }
 
 static void test_random_shared(void)
@@ -648,6 +727,7 @@ int main(int argc, char **argv)
                     test_outside_and_redundant);
     g_test_add_func("/rmp-sync/random/shared", test_random_shared);
     g_test_add_func("/rmp-sync/random/all", test_random_all);
+    g_test_add_func("/rmp-sync/random/hitless", test_random_hitless);
     g_test_add_func("/rmp-sync/random/2m-regions", test_random_2m_regions);
     g_test_add_func("/rmp-sync/errors-keep-state", test_errors_keep_state);
     return g_test_run();

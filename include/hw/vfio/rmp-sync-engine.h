@@ -22,7 +22,8 @@
  *    as a conflict);
  *  - economy: a region that is 2M in the RMP and wanted in full is one
  *    area; a region an event does not change is not touched; each event
- *    costs the fewest ioctls.
+ *    costs the fewest ioctls (in hitless mode: the fewest that never
+ *    unmap a page that stays mapped while its RMP page size stays).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -47,6 +48,11 @@ typedef struct RmpSyncOp {
     RmpSyncOpType type;
     uint64_t iova;
     uint64_t size;
+    /*
+     * Unmap: the bytes of the areas inside the range, which is what the
+     * kernel must report unmapped (the range may span holes between them)
+     */
+    uint64_t mapped;
 } RmpSyncOp;
 
 /*
@@ -101,6 +107,16 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncEnginePolicy policy,
                                           void *opaque);
 /* Unmaps nothing: the caller tears the IOAS down */
 void rmp_sync_engine_free(RmpSyncEngine *e);
+
+/*
+ * Hitless: a page whose region's RMP page size does not change is never
+ * unmapped, even for a moment.  Areas cannot be cut, so every page of a
+ * region whose RMP is 4K becomes an area of its own: more map ioctls and
+ * areas, the same IOTLB entries.  A change of the RMP page size itself
+ * still remaps the region: the old IO pages fault from the moment the
+ * RMP changed, whatever the IO side does.  Set before memory is added.
+ */
+void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless);
 
 /*
  * Guest memory [@iova, @iova + @size) enters the IO address space, all of
