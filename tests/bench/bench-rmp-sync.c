@@ -23,6 +23,7 @@
 
 typedef enum Strategy {
     S_ENGINE,
+    S_ENGINE_HITLESS,       /* rmp-sync-hitless=on */
     S_QEMU_4K_CHUNKS,       /* QEMU today: one area per 4K chunk */
     S_HUGE_PAGES_OFF,       /* IOMMU_OPTION_HUGE_PAGES=0, maximal areas */
     S_NAIVE_LARGEST,        /* maximal areas, largest IO pages */
@@ -30,7 +31,8 @@ typedef enum Strategy {
 } Strategy;
 
 static const char *const strategy_names[] = {
-    "engine", "qemu-4k-chunks", "huge-pages=0", "naive-largest",
+    "engine", "engine-hitless", "qemu-4k-chunks", "huge-pages=0",
+    "naive-largest",
 };
 
 /* The world: page states and the RMP, as KVM keeps them */
@@ -55,8 +57,9 @@ typedef struct Result {
 static World world;
 static Layout *layouts[S_COUNT];
 static Result results[S_COUNT];
-static RmpSyncEngine *engine;
-static uint64_t engine_ioctl_base;
+/* the engine, by default and hitless (S_ENGINE, S_ENGINE_HITLESS) */
+static RmpSyncEngine *engines[2];
+static uint64_t engine_ioctl_base[2];
 
 static bool bget(const uint64_t *b, unsigned i)
 {
@@ -170,10 +173,12 @@ static void convert(uint64_t page, uint64_t n, bool shared)
         /* a 2M-aligned 2M conversion keeps (or makes) a 2M entry */
         world.rmp_2m[r] = whole;
     }
-    t0 = now_ns();
-    rmp_sync_set_shared(engine, page * PAGE, n * PAGE, shared);
-    rmp_sync_rmp_changed(engine, page * PAGE, n * PAGE);
-    results[S_ENGINE].plan_ns += now_ns() - t0;
+    for (int i = 0; i < 2; i++) {
+        t0 = now_ns();
+        rmp_sync_set_shared(engines[i], page * PAGE, n * PAGE, shared);
+        rmp_sync_rmp_changed(engines[i], page * PAGE, n * PAGE);
+        results[S_ENGINE + i].plan_ns += now_ns() - t0;
+    }
     for (Strategy s = 0; s < S_COUNT; s++) {
         results[s].events++;
     }
@@ -238,19 +243,20 @@ static void baseline_metrics(Strategy s, Metrics *m)
 
 static void report(const char *trace)
 {
-    RmpSyncStats st;
+    RmpSyncStats st[2];
     Metrics m;
 
-    rmp_sync_get_stats(engine, &st);
+    rmp_sync_get_stats(engines[0], &st[0]);
+    rmp_sync_get_stats(engines[1], &st[1]);
     printf("\n%s\n", trace);
     printf("  %-15s %9s %9s %8s %8s %9s %7s %8s %9s\n", "strategy",
            "ioctls", "ioctl/ev", "areas", "iotlb", "iotlb@2M", "at-2M",
            "rmp-#pf", "ns/event");
     for (Strategy s = 0; s < S_COUNT; s++) {
-        if (s == S_ENGINE) {
+        if (s <= S_ENGINE_HITLESS) {
             memset(&m, 0, sizeof(m));
-            rmp_sync_foreach_area(engine, engine_area, &m);
-            results[s].ioctls = st.ioctls - engine_ioctl_base;
+            rmp_sync_foreach_area(engines[s], engine_area, &m);
+            results[s].ioctls = st[s].ioctls - engine_ioctl_base[s];
         } else {
             baseline_metrics(s, &m);
         }
@@ -260,16 +266,20 @@ static void report(const char *trace)
                (double)results[s].ioctls / MAX(results[s].events, 1),
                m.areas, m.iotlb, m.iotlb_on_2m_rmp,
                m.mapped ? 100.0 * m.mapped_2m / m.mapped : 0.0, m.unsafe);
-        if (s == S_ENGINE) {
+        if (s <= S_ENGINE_HITLESS) {
             printf(" %9.0f", results[s].plan_ns / MAX(results[s].events, 1));
         }
         printf("\n");
     }
-    printf("  engine: %" PRIu64 " regions at 2M, %" PRIu64 " at 4K, %"
-           PRIu64 " conflicts, %" PRIu64 " resizes, %" PRIu64
-           " unmap-then-map windows (%" PRIu64 " pages), memory %" PRIu64
-           " bytes\n", st.regions_2m, st.regions_4k, st.conflicts,
-           st.resizes, st.windows, st.window_pages, st.memory);
+    for (int i = 0; i < 2; i++) {
+        printf("  %s: %" PRIu64 " regions at 2M, %" PRIu64 " at 4K, %"
+               PRIu64 " conflicts, %" PRIu64 " resizes, %" PRIu64
+               " unmap-then-map windows (%" PRIu64 " pages), memory %"
+               PRIu64 " bytes\n", strategy_names[S_ENGINE + i],
+               st[i].regions_2m, st[i].regions_4k, st[i].conflicts,
+               st[i].resizes, st[i].windows, st[i].window_pages,
+               st[i].memory);
+    }
 }
 
 static void start(RmpSyncEnginePolicy policy)
@@ -285,9 +295,13 @@ static void start(RmpSyncEnginePolicy policy)
         layouts[s] = g_new0(Layout, N_REGIONS);
         results[s] = (Result) { 0 };
     }
-    engine = rmp_sync_engine_new(policy, count_issue, world_rmp_is_2m, NULL);
-    engine_ioctl_base = 0;
-    rmp_sync_add_range(engine, 0, GUEST, false);
+    for (int i = 0; i < 2; i++) {
+        engines[i] = rmp_sync_engine_new(policy, count_issue, world_rmp_is_2m,
+                                         NULL);
+        rmp_sync_engine_set_hitless(engines[i], i);
+        engine_ioctl_base[i] = 0;
+        rmp_sync_add_range(engines[i], 0, GUEST, false);
+    }
     for (uint64_t r = 0; r < N_REGIONS; r++) {
         baselines_sync(r);
     }
@@ -295,7 +309,8 @@ static void start(RmpSyncEnginePolicy policy)
 
 static void finish(void)
 {
-    rmp_sync_engine_free(engine);
+    rmp_sync_engine_free(engines[0]);
+    rmp_sync_engine_free(engines[1]);
     for (Strategy s = 0; s < S_COUNT; s++) {
         g_free(layouts[s]);
     }
@@ -329,6 +344,23 @@ static void trace_churn(GRand *rnd, unsigned events)
     }
 }
 
+/*
+ * Buffers: runs of 4..64 pages shared at once (one area for the engine),
+ * then given back page by page, which cuts the area in the default mode
+ */
+static void trace_buffers(GRand *rnd, unsigned buffers)
+{
+    for (unsigned i = 0; i < buffers; i++) {
+        uint64_t n = g_rand_int_range(rnd, 4, 65);
+        uint64_t p = (3ULL << 30) / PAGE + g_rand_int_range(rnd, 0, 64 * P);
+
+        convert(p, n, true);
+        for (uint64_t j = 0; j < n; j++) {
+            convert(p + (j * 7) % n, 1, false);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     GRand *rnd = g_rand_new_with_seed(2026);
@@ -351,15 +383,33 @@ int main(int argc, char **argv)
         results[s].events = 0;
         results[s].plan_ns = 0;
     }
-    {
+    for (int i = 0; i < 2; i++) {
         RmpSyncStats st;
 
-        rmp_sync_get_stats(engine, &st);
-        engine_ioctl_base = st.ioctls;
+        rmp_sync_get_stats(engines[i], &st);
+        engine_ioctl_base[i] = st.ioctls;
+    }
+    {
         trace_churn(rnd, 200000);
         report("policy shared: steady-state churn (200000 4K conversions "
                "over 4096 pages)");
     }
+    finish();
+
+    start(RMP_SYNC_MAP_SHARED);
+    trace_boot(rnd);
+    for (int i = 0; i < 2; i++) {
+        RmpSyncStats st;
+
+        rmp_sync_get_stats(engines[i], &st);
+        engine_ioctl_base[i] = st.ioctls;
+    }
+    for (Strategy s = 0; s < S_COUNT; s++) {
+        results[s] = (Result) { 0 };
+    }
+    trace_buffers(rnd, 2000);
+    report("policy shared: 2000 buffers of 4-64 pages shared at once, "
+           "then unshared page by page");
     finish();
 
     start(RMP_SYNC_MAP_ALL);
