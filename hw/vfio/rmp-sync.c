@@ -34,6 +34,7 @@
 #include "hw/vfio/vfio-device.h"
 #include "hw/vfio/rmp-sync.h"
 #include "hw/vfio/rmp-sync-engine.h"
+#include "hw/vfio/rmp-sync-rmp.h"
 #include "hw/i386/snp-rmp.h"
 #include "vfio-iommufd.h"
 #include "trace.h"
@@ -155,10 +156,8 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
 static bool vfio_rmp_sync_rmp_is_2m(void *opaque, uint64_t iova)
 {
     VFIORmpSync *s = opaque;
-    SnpRmpPage page;
 
-    return snp_rmp_table_lookup(snp_rmp_get_table(s->rmp), iova, &page) &&
-           page.size == SNP_RMP_SIZE_2M;
+    return rmp_sync_rmp_is_2m(snp_rmp_get_table(s->rmp), iova);
 }
 
 /* Page states of RAM without a RamDiscardManager: the RMP's owner bits */
@@ -166,27 +165,10 @@ static void vfio_rmp_sync_states_from_rmp(VFIORmpSync *s,
                                           VFIORmpSyncSection *sec,
                                           hwaddr start, hwaddr end)
 {
-    SnpRmpTable *t = snp_rmp_get_table(s->rmp);
-    hwaddr run = start;
-    bool run_shared = false;
-
     start = MAX(start, sec->iova);
     end = MIN(end, sec->iova + sec->size);
-    for (hwaddr a = start; a <= end; a += SNP_RMP_BYTES_4K) {
-        SnpRmpPage page;
-        bool shared = a < end &&
-                      (!snp_rmp_table_lookup(t, a, &page) ||
-                       !page.attrs.assigned);
-
-        if (a == start) {
-            run = a;
-            run_shared = shared;
-        } else if (a == end || shared != run_shared) {
-            rmp_sync_set_shared(s->engine, run, a - run, run_shared);
-            run = a;
-            run_shared = shared;
-        }
-    }
+    rmp_sync_states_from_rmp(s->engine, snp_rmp_get_table(s->rmp), start,
+                             end);
 }
 
 static void vfio_rmp_sync_rmp_changed(Notifier *n, void *data)
