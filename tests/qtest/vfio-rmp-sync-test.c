@@ -6,8 +6,10 @@
  * Runs without /dev/iommu and /dev/vfio: the backend opens them only
  * when a VFIO device attaches, and the device's settings are checked
  * before that, so what can be checked here is the configuration, its
- * errors and the monitor interfaces.  The mapping path itself runs
- * against a real kernel in the whole-system tests.
+ * errors and the monitor interfaces.  What the snp-rmp change notifier
+ * does is unit-tested with the RMP model (tests/unit/test-rmp-sync-rmp.c);
+ * the mapping path itself runs against a real kernel's iommufd and type1
+ * in the whole-system tests.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
