@@ -490,6 +490,13 @@ def engine_in_the_loop(s, mode):
             st.get("devices") != ["edu0"] or st.get("hitless") != hitless):
         raise TestbedError("not the %s container of edu0 (hitless %s): %s"
                            % (container, hitless, st))
+    hmp = v.execute("human-monitor-command",
+                    **{"command-line": "info rmp-sync"})
+    head = ("legacy container" if container == "legacy" else
+            "iommufd fd0 IOAS %d" % st["ioas-id"])
+    head += " (%s%s) of edu0: " % (mode, ", hitless" if hitless else "")
+    if not hmp.startswith(head):
+        raise TestbedError("info rmp-sync: %r, expected %r..." % (hmp, head))
     if st.get("regions-2m", 0) != 0:
         raise TestbedError("2M areas over a 4K RMP: %s" % st)
     # 2. KVM forms a 2M entry (guest asked for 2M, region uniform)
