@@ -27,6 +27,8 @@
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
 #include "hw/core/qdev-prop-internal.h"
+#include "hw/boards.h"
+#include "migration/blocker.h"
 #include "system/iommufd.h"
 #include "system/memory.h"
 #include "hw/vfio/vfio-container.h"
@@ -72,6 +74,7 @@ struct VFIORmpSync {
     SnpRmp *rmp;
     RmpSyncEngine *engine;
     Notifier rmp_changed;
+    Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
     QLIST_ENTRY(VFIORmpSync) next;
 };
@@ -222,8 +225,25 @@ static VFIORmpSync *vfio_rmp_sync_find(VFIOContainer *bcontainer)
     return NULL;
 }
 
+static void vfio_rmp_sync_free(VFIORmpSync *s)
+{
+    assert(QLIST_EMPTY(&s->sections));
+    migrate_del_blocker(&s->cpr_blocker);
+    snp_rmp_remove_change_notifier(&s->rmp_changed);
+    object_unref(OBJECT(s->rmp));
+    rmp_sync_engine_free(s->engine);
+    QLIST_REMOVE(s, next);
+    g_free(s->name);
+    g_free(s);
+}
+
+/*
+ * CPR would have the container's mappings redone as vaddr updates
+ * through the dma_map of the container class, which the engine bypasses.
+ */
 static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
-                                      const RmpSyncConfig *cfg, SnpRmp *rmp)
+                                      const RmpSyncConfig *cfg, SnpRmp *rmp,
+                                      Error **errp)
 {
     VFIORmpSync *s = g_new0(VFIORmpSync, 1);
 
@@ -231,7 +251,7 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
     s->type1_fd = -1;
     s->policy = cfg->policy;
     s->hitless = cfg->hitless;
-    s->rmp = rmp;
+    s->rmp = SNP_RMP(object_ref(OBJECT(rmp)));
     s->engine = rmp_sync_engine_new(s->policy == RMP_SYNC_POLICY_ALL ?
                                     RMP_SYNC_MAP_ALL : RMP_SYNC_MAP_SHARED,
                                     vfio_rmp_sync_issue,
@@ -241,6 +261,14 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
     snp_rmp_add_change_notifier(rmp, &s->rmp_changed);
     QLIST_INIT(&s->sections);
     QLIST_INSERT_HEAD(&vfio_rmp_syncs, s, next);
+    error_setg(&s->cpr_blocker, "vfio: a container with rmp-sync does not "
+               "support CPR");
+    if (migrate_add_blocker_modes(&s->cpr_blocker,
+                                  BIT(MIG_MODE_CPR_TRANSFER) |
+                                  BIT(MIG_MODE_CPR_EXEC), errp) < 0) {
+        vfio_rmp_sync_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -268,7 +296,10 @@ static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
     if (!rmp) {
         return NULL;
     }
-    s = vfio_rmp_sync_new(bcontainer, &c->be->rmp_sync, rmp);
+    s = vfio_rmp_sync_new(bcontainer, &c->be->rmp_sync, rmp, errp);
+    if (!s) {
+        return NULL;
+    }
     s->be = c->be;
     s->ioas_id = c->ioas_id;
     s->name = g_strdup_printf("iommufd %s IOAS %u",
@@ -281,15 +312,9 @@ void vfio_rmp_sync_container_finalize(VFIOContainer *bcontainer)
 {
     VFIORmpSync *s = vfio_rmp_sync_find(bcontainer);
 
-    if (!s) {
-        return;
+    if (s) {
+        vfio_rmp_sync_free(s);
     }
-    assert(QLIST_EMPTY(&s->sections));
-    snp_rmp_remove_change_notifier(&s->rmp_changed);
-    rmp_sync_engine_free(s->engine);
-    QLIST_REMOVE(s, next);
-    g_free(s->name);
-    g_free(s);
 }
 
 /* Legacy containers */
@@ -337,9 +362,30 @@ bool vfio_rmp_sync_legacy_init(VFIOContainer *bcontainer,
     if (!rmp) {
         return false;
     }
-    s = vfio_rmp_sync_new(bcontainer, cfg, rmp);
+    /* type1 v1 unmaps whole mappings a range touches: no strict unmap */
+    if (VFIO_IOMMU_LEGACY(bcontainer)->iommu_type != VFIO_TYPE1v2_IOMMU) {
+        error_setg(errp, "rmp-sync needs the type1v2 IOMMU of a legacy "
+                   "container");
+        return false;
+    }
+    s = vfio_rmp_sync_new(bcontainer, cfg, rmp, errp);
+    if (!s) {
+        return false;
+    }
     s->type1_fd = VFIO_IOMMU_LEGACY(bcontainer)->fd;
     s->name = g_strdup_printf("type1 container of %s", vbasedev->name);
+    /* hitless: a mapping per page of a 4K-RMP region, at worst all RAM */
+    if (s->hitless && current_machine &&
+        current_machine->ram_size / SNP_RMP_BYTES_4K >
+        bcontainer->dma_max_mappings) {
+        warn_report("vfio %s: rmp-sync-hitless may need up to %" PRIu64
+                    " mappings; the type1 container allows %u",
+                    vbasedev->name,
+                    (uint64_t)(current_machine->ram_size / SNP_RMP_BYTES_4K),
+                    bcontainer->dma_max_mappings);
+        error_printf("Raise vfio_iommu_type1.dma_entry_limit, or use iommufd "
+                     "or rmp-sync-hitless=off.\n");
+    }
     return true;
 }
 

@@ -490,6 +490,12 @@ def engine_in_the_loop(s, mode):
             st.get("devices") != ["edu0"] or st.get("hitless") != hitless):
         raise TestbedError("not the %s container of edu0 (hitless %s): %s"
                            % (container, hitless, st))
+    try:
+        v.execute("object-del", id="rmp0")
+        raise TestbedError("the snp-rmp object was deleted under rmp-sync")
+    except TestbedError as e:
+        if "in use" not in str(e):
+            raise
     hmp = v.execute("human-monitor-command",
                     **{"command-line": "info rmp-sync"})
     head = ("legacy container" if container == "legacy" else
