@@ -462,6 +462,13 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
  * pages, except what a region at 2M left); one unmap per run of removed
  * areas, one map per wanted page left uncovered.
  */
+static bool hitless_keeps(RmpSyncEngine *e, const uint64_t *want,
+                          const Area *a)
+{
+    return !(a->start == 0 && a->end == e->pages) &&
+           bits_count_range(want, a->start, a->end) == a->end - a->start;
+}
+
 static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
                             const uint64_t *want, const Area *old,
                             unsigned k, unsigned lo, unsigned hi)
@@ -470,17 +477,12 @@ static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
 
     while (i < k) {
         unsigned g = i;
-        bool keep = !(old[i].start == 0 && old[i].end == e->pages) &&
-                    bits_count_range(want, old[i].start, old[i].end) ==
-                    old[i].end - old[i].start;
 
-        if (keep) {
+        if (hitless_keeps(e, want, &old[i])) {
             i++;
             continue;
         }
-        while (g + 1 < k &&
-               bits_count_range(want, old[g + 1].start, old[g + 1].end) <
-               old[g + 1].end - old[g + 1].start) {
+        while (g + 1 < k && !hitless_keeps(e, want, &old[g + 1])) {
             g++;
         }
         push_op(e, RMP_SYNC_OP_UNMAP, base, old[i].start, old[g].end);
@@ -490,10 +492,7 @@ static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
         while (i < k && old[i].end <= p) {
             i++;
         }
-        if (i < k && old[i].start <= p &&
-            !(old[i].start == 0 && old[i].end == e->pages) &&
-            bits_count_range(want, old[i].start, old[i].end) ==
-            old[i].end - old[i].start) {
+        if (i < k && old[i].start <= p && hitless_keeps(e, want, &old[i])) {
             p = old[i].end - 1;         /* kept */
             continue;
         }

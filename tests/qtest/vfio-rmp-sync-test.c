@@ -120,6 +120,30 @@ static void test_legacy_properties(void)
     qtest_quit(qts);
 }
 
+static QDict *qom_get(QTestState *qts, const char *path, const char *prop)
+{
+    return qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
+                     " 'path': %s, 'property': %s } }", path, prop);
+}
+
+static void qom_get_assert_str(QTestState *qts, const char *path,
+                               const char *prop, const char *expect)
+{
+    QDict *r = qom_get(qts, path, prop);
+
+    g_assert_cmpstr(qdict_get_str(r, "return"), ==, expect);
+    qobject_unref(r);
+}
+
+static bool qom_get_bool(QTestState *qts, const char *path, const char *prop)
+{
+    QDict *r = qom_get(qts, path, prop);
+    bool v = qdict_get_bool(r, "return");
+
+    qobject_unref(r);
+    return v;
+}
+
 static void test_config(void)
 {
     QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
@@ -128,29 +152,12 @@ static void test_config(void)
                                  "-object iommufd,id=fd1");
     QDict *r;
 
-    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
-                  " 'path': '/objects/fd0', 'property': 'rmp-sync' } }");
-    g_assert_cmpstr(qdict_get_str(r, "return"), ==, "shared");
-    qobject_unref(r);
-    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
-                  " 'path': '/objects/fd0', 'property': 'rmp' } }");
-    g_assert_cmpstr(qdict_get_str(r, "return"), ==, "rmp0");
-    qobject_unref(r);
-    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
-                  " 'path': '/objects/fd0', 'property': 'rmp-sync-hitless' "
-                  "} }");
-    g_assert_true(qdict_get_bool(r, "return"));
-    qobject_unref(r);
+    qom_get_assert_str(qts, "/objects/fd0", "rmp-sync", "shared");
+    qom_get_assert_str(qts, "/objects/fd0", "rmp", "rmp0");
+    g_assert_true(qom_get_bool(qts, "/objects/fd0", "rmp-sync-hitless"));
     /* off by default: VFIO maps as it always did */
-    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
-                  " 'path': '/objects/fd1', 'property': 'rmp-sync' } }");
-    g_assert_cmpstr(qdict_get_str(r, "return"), ==, "off");
-    qobject_unref(r);
-    r = qtest_qmp(qts, "{ 'execute': 'qom-get', 'arguments': {"
-                  " 'path': '/objects/fd1', 'property': 'rmp-sync-hitless' "
-                  "} }");
-    g_assert_false(qdict_get_bool(r, "return"));
-    qobject_unref(r);
+    qom_get_assert_str(qts, "/objects/fd1", "rmp-sync", "off");
+    g_assert_false(qom_get_bool(qts, "/objects/fd1", "rmp-sync-hitless"));
 
     /* no VFIO container yet: no IO address space to report */
     r = qtest_qmp(qts, "{ 'execute': 'query-rmp-sync' }");
