@@ -135,7 +135,7 @@ static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
 bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
                               hwaddr iova, IOMMUAccessFlags flag,
                               IOMMUTLBEntry *ret, uint64_t *verdict_gen,
-                              uint64_t evt[2])
+                              bool report, uint64_t evt[2])
 {
     uint64_t io_page_size = ret->addr_mask + 1;
     SnpRmpSize check = snp_rmp_check_size(io_page_size);
@@ -167,8 +167,10 @@ bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
         return true;            /* a lookup, not a DMA: nothing to log */
     }
     devid = PCI_BUILD_BDF(pci_bus_num(bus), devfn);
-    amdvi_snp_report(bus, devfn, devid, iova, spa, io_page_size, check,
-                     rmp_size, result, flag & IOMMU_WO);
+    if (report) {
+        amdvi_snp_report(bus, devfn, devid, iova, spa, io_page_size, check,
+                         rmp_size, result, flag & IOMMU_WO);
+    }
     amdvi_snp_encode_rmp_fault(evt, devid, iova, flag & IOMMU_WO);
     return false;
 }

@@ -53,6 +53,9 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
  * access (@flag not IOMMU_NONE), @evt holds the RMP_PAGE_FAULT event to
  * log and false is returned.
  *
+ * @report false: the same DMA faulted and was reported already (its first
+ * access did); the check still runs, but sends no QMP event or trace.
+ *
  * @verdict_gen, when not NULL, belongs to the IOTLB entry @ret came from:
  * the generation in which that entry last passed.  It saves the RMP
  * lookup on IOTLB hits while nothing changed, and is updated on success.
@@ -75,14 +78,14 @@ static inline void amdvi_snp_narrow(IOMMUTLBEntry *ret, hwaddr iova)
 bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
                               hwaddr iova, IOMMUAccessFlags flag,
                               IOMMUTLBEntry *ret, uint64_t *verdict_gen,
-                              uint64_t evt[2]);
+                              bool report, uint64_t evt[2]);
 
 static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
                                        uint8_t devfn, hwaddr iova,
                                        IOMMUAccessFlags flag,
                                        IOMMUTLBEntry *ret,
                                        uint64_t *verdict_gen,
-                                       uint64_t evt[2])
+                                       bool report, uint64_t evt[2])
 {
     /* The IOTLB hit path: nothing changed since this entry passed */
     if (likely(verdict_gen && *verdict_gen == snp->gen)) {
@@ -90,7 +93,7 @@ static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
         return true;
     }
     return amdvi_snp_check_dma_slow(snp, bus, devfn, iova, flag, ret,
-                                    verdict_gen, evt);
+                                    verdict_gen, report, evt);
 }
 
 #endif
