@@ -52,7 +52,9 @@ typedef struct SnpRmpRecord {
 struct SnpRmpTable {
     SnpRmpRange *ram;
     unsigned n_ram;
+    uint64_t ram_top;
     uint64_t n_regions;
+
     uint32_t *slots;
 
     SnpRmpRecord **records;
@@ -170,9 +172,13 @@ SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n)
     t->ram = g_memdup2(ram, n * sizeof(*ram));
     t->n_ram = n;
     for (unsigned i = 0; i < n; i++) {
+        /* the end of every range is an address: no wrap below */
+        assert(ram[i].size <= UINT64_MAX - ram[i].start);
         top = MAX(top, ram[i].start + ram[i].size);
     }
-    t->n_regions = DIV_ROUND_UP(top, SNP_RMP_BYTES_2M);
+    t->ram_top = top;
+    t->n_regions = (top >> SNP_RMP_SHIFT_2M) +
+                   !!(top & (SNP_RMP_BYTES_2M - 1));
     t->slots = g_new0(uint32_t, t->n_regions);
     t->free_records = g_array_new(false, false, sizeof(uint32_t));
     t->free_classes = g_array_new(false, false, sizeof(uint32_t));
@@ -214,7 +220,12 @@ static void region_release(SnpRmpTable *t, uint64_t region)
     t->slots[region] = SLOT_FRESH_4K;
 }
 
-void snp_rmp_table_reset(SnpRmpTable *t)
+SnpRmpTable *snp_rmp_table_new_like(const SnpRmpTable *t)
+{
+    return snp_rmp_table_new(t->ram, t->n_ram);
+}
+
+static void reset_entries(SnpRmpTable *t)
 {
     for (uint64_t i = 0; i < t->n_regions; i++) {
         g_free(region_record(t, i));
@@ -226,12 +237,17 @@ void snp_rmp_table_reset(SnpRmpTable *t)
     classes_init(t);
 }
 
+void snp_rmp_table_reset(SnpRmpTable *t)
+{
+    reset_entries(t);
+}
+
 void snp_rmp_table_free(SnpRmpTable *t)
 {
     if (!t) {
         return;
     }
-    snp_rmp_table_reset(t);
+    reset_entries(t);
     g_hash_table_destroy(t->class_ids);
     g_array_free(t->free_classes, true);
     g_array_free(t->free_records, true);
@@ -241,25 +257,68 @@ void snp_rmp_table_free(SnpRmpTable *t)
     g_free(t);
 }
 
+#define SWAP_FIELD(a, b, f) do {            \
+        typeof((a)->f) tmp_ = (a)->f;       \
+        (a)->f = (b)->f;                    \
+        (b)->f = tmp_;                      \
+    } while (0)
+
+void snp_rmp_table_replace(SnpRmpTable *t, SnpRmpTable *from)
+{
+    assert(t != from && t->n_ram == from->n_ram &&
+           !memcmp(t->ram, from->ram, t->n_ram * sizeof(*t->ram)));
+    SWAP_FIELD(t, from, slots);
+    SWAP_FIELD(t, from, records);
+    SWAP_FIELD(t, from, n_records);
+    SWAP_FIELD(t, from, free_records);
+    SWAP_FIELD(t, from, classes);
+    SWAP_FIELD(t, from, n_classes);
+    SWAP_FIELD(t, from, free_classes);
+    SWAP_FIELD(t, from, class_ids);
+    reset_entries(from);
+}
+
+/*
+ * Whether [@spa, @spa + @len) lies in one RAM range, for any @spa and
+ * @len: no sum is formed that could wrap around 2^64.
+ */
 static bool range_is_ram(const SnpRmpTable *t, uint64_t spa, uint64_t len)
 {
     for (unsigned i = 0; i < t->n_ram; i++) {
-        if (spa >= t->ram[i].start &&
-            spa - t->ram[i].start + len <= t->ram[i].size) {
+        const SnpRmpRange *r = &t->ram[i];
+
+        if (spa >= r->start && len <= r->size &&
+            spa - r->start <= r->size - len) {
             return true;
         }
     }
     return false;
 }
 
+/*
+ * The region of [@spa, @spa + @len) (@len at most 2M, not crossing a 2M
+ * boundary), or false if the range is not RAM.
+ */
+static bool ram_region(const SnpRmpTable *t, uint64_t spa, uint64_t len,
+                       uint64_t *region)
+{
+    *region = spa >> SNP_RMP_SHIFT_2M;
+    return range_is_ram(t, spa, len) && *region < t->n_regions;
+}
+
 uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t)
 {
-    uint64_t top = 0;
+    return t->ram_top;
+}
+
+uint64_t snp_rmp_table_ram_size(const SnpRmpTable *t)
+{
+    uint64_t size = 0;
 
     for (unsigned i = 0; i < t->n_ram; i++) {
-        top = MAX(top, t->ram[i].start + t->ram[i].size);
+        size += t->ram[i].size;
     }
-    return top;
+    return size;
 }
 
 /* A record of 512 fresh 4K entries for @region */
@@ -280,17 +339,13 @@ static SnpRmpRecord *record_alloc(SnpRmpTable *t, uint64_t region)
     return t->records[i];
 }
 
-bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
-                          SnpRmpPage *page)
+/* The page at @spa, which is RAM in region @region */
+static void lookup_page(const SnpRmpTable *t, uint64_t region,
+                          uint64_t spa, SnpRmpPage *page)
 {
-    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
     uint64_t base = region << SNP_RMP_SHIFT_2M;
-    uint32_t slot;
+    uint32_t slot = t->slots[region];
 
-    if (region >= t->n_regions || !range_is_ram(t, spa, 1)) {
-        return false;
-    }
-    slot = t->slots[region];
     spa &= ~(SNP_RMP_BYTES_4K - 1);
     if (SLOT_IS_2M(slot)) {
         page->size = SNP_RMP_SIZE_2M;
@@ -303,7 +358,52 @@ bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
         class_attrs(t, r ? r->cls[(spa - base) >> SNP_RMP_SHIFT_4K]
                          : CLASS_FRESH, spa, &page->attrs);
     }
+}
+
+bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
+                          SnpRmpPage *page)
+{
+    uint64_t region;
+
+    if (!ram_region(t, spa, 1, &region)) {
+        return false;
+    }
+    lookup_page(t, region, spa, page);
     return true;
+}
+
+SnpRmpStatus snp_rmp_table_query(const SnpRmpTable *t, uint64_t spa,
+                                 uint64_t count, SnpRmpTableVisitFn *fn,
+                                 void *opaque)
+{
+    uint64_t region, last;
+    SnpRmpPage page;
+
+    if (spa & (SNP_RMP_BYTES_4K - 1)) {
+        return SNP_RMP_ERR_UNALIGNED;
+    }
+    if (spa >= t->ram_top) {
+        return SNP_RMP_ERR_BEYOND_RAM;
+    }
+    if (!ram_region(t, spa, SNP_RMP_BYTES_4K, &region)) {
+        return SNP_RMP_ERR_NOT_RAM;
+    }
+    if (!count) {
+        return SNP_RMP_OK;
+    }
+    /* the last page, without forming count * 4K or a sum that wraps */
+    if (count - 1 > (t->ram_top - SNP_RMP_BYTES_4K - spa) >>
+                    SNP_RMP_SHIFT_4K) {
+        return SNP_RMP_ERR_BEYOND_RAM;
+    }
+    last = spa + ((count - 1) << SNP_RMP_SHIFT_4K);
+    for (uint64_t p = spa; p <= last; p += SNP_RMP_BYTES_4K) {
+        if (ram_region(t, p, SNP_RMP_BYTES_4K, &region)) {
+            lookup_page(t, region, p, &page);
+            fn(p, &page, opaque);
+        }
+    }
+    return SNP_RMP_OK;
 }
 
 static bool region_has(const SnpRmpTable *t, uint64_t region,
@@ -326,14 +426,14 @@ static bool region_has(const SnpRmpTable *t, uint64_t region,
 static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
                               const SnpRmpAttrs *attrs)
 {
-    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
+    uint64_t region;
     SnpRmpClassKey k;
     uint32_t id;
 
     if ((spa | attrs->gpa) & (SNP_RMP_BYTES_2M - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    if (!range_is_ram(t, spa, SNP_RMP_BYTES_2M)) {
+    if (!ram_region(t, spa, SNP_RMP_BYTES_2M, &region)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
     if (region_has(t, region, FLAG_IMMUTABLE)) {
@@ -354,8 +454,8 @@ static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
 static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
                               const SnpRmpAttrs *attrs)
 {
-    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
     unsigned idx = (spa >> SNP_RMP_SHIFT_4K) % SNP_RMP_PAGES_PER_2M;
+    uint64_t region;
     SnpRmpClassKey k;
     SnpRmpRecord *r;
     uint32_t old, id;
@@ -363,7 +463,7 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
     if ((spa | attrs->gpa) & (SNP_RMP_BYTES_4K - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    if (!range_is_ram(t, spa, SNP_RMP_BYTES_4K)) {
+    if (!ram_region(t, spa, SNP_RMP_BYTES_4K, &region)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
     if (SLOT_IS_2M(t->slots[region])) {
@@ -395,13 +495,16 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
 SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
                                   SnpRmpSize size, const SnpRmpAttrs *attrs)
 {
-    return size == SNP_RMP_SIZE_2M ? update_2m(t, spa, attrs)
-                                   : update_4k(t, spa, attrs);
+    SnpRmpStatus st;
+
+    st = size == SNP_RMP_SIZE_2M ? update_2m(t, spa, attrs)
+                                 : update_4k(t, spa, attrs);
+    return st;
 }
 
-SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
+static SnpRmpStatus psmash_region(SnpRmpTable *t, uint64_t spa)
 {
-    uint64_t region = spa >> SNP_RMP_SHIFT_2M;
+    uint64_t region;
     SnpRmpClassKey k;
     SnpRmpRecord *r;
     uint32_t slot, id;
@@ -409,7 +512,7 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
     if (spa & (SNP_RMP_BYTES_2M - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    if (!range_is_ram(t, spa, SNP_RMP_BYTES_2M)) {
+    if (!ram_region(t, spa, SNP_RMP_BYTES_2M, &region)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
     slot = t->slots[region];
@@ -432,49 +535,81 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
     return SNP_RMP_OK;
 }
 
+SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
+{
+    SnpRmpStatus st;
+
+    st = psmash_region(t, spa);
+    return st;
+}
+
+/* The pages [@lo, @hi] (inclusive) of the 2M region at @r */
+static SnpRmpStatus shadow_convert_region(SnpRmpTable *t, uint64_t r,
+                                          uint64_t lo, uint64_t hi,
+                                          bool to_private, uint32_t asid,
+                                          bool hint_2m)
+{
+    const SnpRmpAttrs shared = { 0 };
+    SnpRmpAttrs a = { .assigned = to_private, .asid = asid, .gpa = r };
+    SnpRmpStatus st = SNP_RMP_OK;
+
+    if (!range_is_ram(t, r, SNP_RMP_BYTES_2M)) {
+        for (uint64_t p = lo; st == SNP_RMP_OK && p <= hi;
+             p += SNP_RMP_BYTES_4K) {
+            a.gpa = p;
+            if (range_is_ram(t, p, SNP_RMP_BYTES_4K)) {
+                st = update_4k(t, p, to_private ? &a : &shared);
+            }
+        }
+        return st;
+    }
+    if (hint_2m && lo == r && hi == r + SNP_RMP_BYTES_2M - 1) {
+        /* the hypervisor reclaims the 2M, then assigns it whole */
+        st = update_2m(t, r, &shared);
+        if (st == SNP_RMP_OK && to_private) {
+            st = update_2m(t, r, &a);
+        }
+        return st;
+    }
+    if (SLOT_IS_2M(t->slots[r >> SNP_RMP_SHIFT_2M])) {
+        st = psmash_region(t, r);
+    }
+    for (uint64_t p = lo; st == SNP_RMP_OK && p <= hi;
+         p += SNP_RMP_BYTES_4K) {
+        a.gpa = p;
+        st = update_4k(t, p, to_private ? &a : &shared);
+    }
+    return st;
+}
+
 SnpRmpStatus snp_rmp_table_shadow_convert(SnpRmpTable *t, uint64_t gpa,
                                           uint64_t size, bool to_private,
                                           uint32_t asid, bool hint_2m)
 {
-    const SnpRmpAttrs shared = { 0 };
-    uint64_t end = gpa + size;
+    uint64_t last;
 
-    if ((gpa | size) & (SNP_RMP_BYTES_4K - 1) || end < gpa) {
+    if ((gpa | size) & (SNP_RMP_BYTES_4K - 1)) {
         return SNP_RMP_ERR_UNALIGNED;
     }
-    for (uint64_t r = gpa & ~(SNP_RMP_BYTES_2M - 1); r < end;
-         r += SNP_RMP_BYTES_2M) {
-        uint64_t lo = MAX(r, gpa), hi = MIN(r + SNP_RMP_BYTES_2M, end);
-        SnpRmpAttrs a = { .assigned = to_private, .asid = asid, .gpa = r };
+    if (!size) {
+        return SNP_RMP_OK;
+    }
+    if (size - 1 > UINT64_MAX - gpa) {
+        return SNP_RMP_ERR_NOT_RAM;     /* wraps around 2^64 */
+    }
+    if (gpa >= t->ram_top) {
+        return SNP_RMP_OK;              /* no page of it is RAM */
+    }
+    /* the last page that may be RAM: the loop is bounded by RAM's end */
+    last = MIN(gpa + (size - 1), t->ram_top - 1);
+    for (uint64_t region = gpa >> SNP_RMP_SHIFT_2M;
+         region <= last >> SNP_RMP_SHIFT_2M; region++) {
+        uint64_t r = region << SNP_RMP_SHIFT_2M;
         SnpRmpStatus st;
 
-        if (!range_is_ram(t, r, SNP_RMP_BYTES_2M)) {
-            for (uint64_t p = lo; p < hi; p += SNP_RMP_BYTES_4K) {
-                a.gpa = p;
-                if (range_is_ram(t, p, SNP_RMP_BYTES_4K)) {
-                    st = update_4k(t, p, to_private ? &a : &shared);
-                    if (st != SNP_RMP_OK) {
-                        return st;
-                    }
-                }
-            }
-            continue;
-        }
-        if (hint_2m && lo == r && hi == r + SNP_RMP_BYTES_2M) {
-            /* the hypervisor reclaims the 2M, then assigns it whole */
-            st = update_2m(t, r, &shared);
-            if (st == SNP_RMP_OK && to_private) {
-                st = update_2m(t, r, &a);
-            }
-        } else {
-            st = SLOT_IS_2M(t->slots[r >> SNP_RMP_SHIFT_2M]) ?
-                 snp_rmp_table_psmash(t, r) : SNP_RMP_OK;
-            for (uint64_t p = lo; st == SNP_RMP_OK && p < hi;
-                 p += SNP_RMP_BYTES_4K) {
-                a.gpa = p;
-                st = update_4k(t, p, to_private ? &a : &shared);
-            }
-        }
+        st = shadow_convert_region(t, r, MAX(r, gpa),
+                                   MIN(r + SNP_RMP_BYTES_2M - 1, last),
+                                   to_private, asid, hint_2m);
         if (st != SNP_RMP_OK) {
             return st;
         }
@@ -487,8 +622,9 @@ size_t snp_rmp_table_memory(const SnpRmpTable *t)
     /* a GLib hash table entry: key, value, hash and the key's copy */
     const size_t hash_entry = 2 * sizeof(gpointer) + sizeof(guint) +
                               sizeof(SnpRmpClassKey);
+    size_t size;
 
-    return sizeof(*t) + t->n_ram * sizeof(*t->ram) +
+    size = sizeof(*t) + t->n_ram * sizeof(*t->ram) +
            t->n_regions * sizeof(*t->slots) +
            t->n_records * sizeof(*t->records) +
            (t->n_records - t->free_records->len) * sizeof(SnpRmpRecord) +
@@ -496,6 +632,7 @@ size_t snp_rmp_table_memory(const SnpRmpTable *t)
            t->n_classes * sizeof(SnpRmpClass) +
            t->free_classes->len * sizeof(uint32_t) +
            g_hash_table_size(t->class_ids) * hash_entry;
+    return size;
 }
 
 void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
@@ -558,6 +695,8 @@ const char *snp_rmp_status_str(SnpRmpStatus status)
         return "the 2M range overlaps an assigned 4K entry";
     case SNP_RMP_ERR_IMMUTABLE:
         return "the RMP entry is immutable";
+    case SNP_RMP_ERR_BEYOND_RAM:
+        return "the range runs beyond the end of RAM";
     }
     g_assert_not_reached();
 }

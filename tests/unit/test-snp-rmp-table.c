@@ -471,6 +471,242 @@ static void test_shadow_convert(void)
     snp_rmp_table_free(t);
 }
 
+/* What the table says of every page up to one region past RAM */
+typedef struct Snapshot {
+    bool ram[N_REGIONS * 512 + 512];
+    SnpRmpPage page[N_REGIONS * 512 + 512];
+    size_t memory;
+} Snapshot;
+
+static void snapshot(SnpRmpTable *t, Snapshot *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (uint64_t i = 0; i < G_N_ELEMENTS(s->page); i++) {
+        s->ram[i] = snp_rmp_table_lookup(t, i * K4, &s->page[i]);
+    }
+    s->memory = snp_rmp_table_memory(t);
+}
+
+static void assert_unchanged(SnpRmpTable *t, const Snapshot *before)
+{
+    g_autofree Snapshot *now = g_new(Snapshot, 1);
+
+    snapshot(t, now);
+    for (uint64_t i = 0; i < G_N_ELEMENTS(now->page); i++) {
+        const SnpRmpPage *p = &now->page[i], *q = &before->page[i];
+
+        g_assert_cmpint(now->ram[i], ==, before->ram[i]);
+        if (now->ram[i]) {
+            g_assert_cmpint(p->size, ==, q->size);
+            g_assert_cmpint(p->attrs.assigned, ==, q->attrs.assigned);
+            g_assert_cmpint(p->attrs.validated, ==, q->attrs.validated);
+            g_assert_cmpint(p->attrs.immutable, ==, q->attrs.immutable);
+            g_assert_cmpuint(p->attrs.asid, ==, q->attrs.asid);
+            g_assert_cmphex(p->attrs.gpa, ==, q->attrs.gpa);
+        }
+    }
+    g_assert_cmpuint(now->memory, ==, before->memory);
+}
+
+/*
+ * SPAs that are not RAM, up to 2^64 - 1: every operation fails (or, for
+ * a lookup, finds nothing) and changes nothing.  (Issue 8, defect 1: the
+ * RAM test wrapped around 2^64 and the region slots were indexed without
+ * a bound.)
+ */
+static const uint64_t hostile_spa[] = {
+    0xffffffffffe00000ULL,      /* the last 2M below 2^64 */
+    0xfffffffffffff000ULL,      /* the last 4K */
+    0xffffffffffc00000ULL,
+    0x8000000000000000ULL,
+    0x7fffffffffe00000ULL,
+    1ULL << 40,
+    RAM_TOP,                    /* just past the end of RAM */
+    12 * MiB,                   /* a 2M region only half RAM */
+    14 * MiB,                   /* the first region past RAM */
+    6 * MiB,                    /* the hole */
+    7 * MiB,
+    8 * MiB - K4,
+};
+
+/* Ranges without a byte of RAM */
+static const SnpRmpRange no_ram[] = {
+    { 0xffffffffffe00000ULL, M2 },          /* ends at 2^64 exactly */
+    { 0xffffffffffe00000ULL, K4 },
+    { 0xfffffffffffff000ULL, K4 },
+    { 0x8000000000000000ULL, 1ULL << 62 },
+    { RAM_TOP, K4 },
+    { RAM_TOP, 1ULL << 62 },                /* 2^50 pages: must not loop */
+    { 14 * MiB, M2 },
+    { 6 * MiB, M2 },                        /* the hole */
+    { 6 * MiB + K4, 3 * K4 },
+};
+
+static void test_hostile_spa(void)
+{
+    SnpRmpTable *t = new_table();
+    g_autofree Snapshot *before = g_new(Snapshot, 1);
+    SnpRmpAttrs a = attrs(true, 3, 0);
+    SnpRmpAttrs h = attrs(false, 0, 0);
+    SnpRmpPage p;
+
+    /* some state to keep */
+    g_assert_cmpint(snp_rmp_table_update(t, 2 * MiB, SNP_RMP_SIZE_2M, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(t, 8 * MiB + K4, SNP_RMP_SIZE_4K,
+                                         &a), ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(t, 10 * MiB, SNP_RMP_SIZE_2M, &h),
+                    ==, SNP_RMP_OK);
+    snapshot(t, before);
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(hostile_spa); i++) {
+        uint64_t spa = hostile_spa[i];
+        bool aligned_2m = !(spa & (M2 - 1));
+
+        g_test_message("SPA 0x%" PRIx64, spa);
+        for (unsigned j = 0; j < 2; j++) {
+            const SnpRmpAttrs *x = j ? &a : &h;
+
+            g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_2M, x),
+                            ==, aligned_2m ? SNP_RMP_ERR_NOT_RAM
+                                           : SNP_RMP_ERR_UNALIGNED);
+            if (spa != 12 * MiB) {  /* 12M..13M is RAM */
+                g_assert_cmpint(snp_rmp_table_update(t, spa, SNP_RMP_SIZE_4K,
+                                                     x), ==,
+                                SNP_RMP_ERR_NOT_RAM);
+            }
+        }
+        g_assert_cmpint(snp_rmp_table_psmash(t, spa), ==,
+                        aligned_2m ? SNP_RMP_ERR_NOT_RAM
+                                   : SNP_RMP_ERR_UNALIGNED);
+        if (spa != 12 * MiB) {
+            g_assert_false(snp_rmp_table_lookup(t, spa, &p));
+            g_assert_false(snp_rmp_table_lookup(t, spa + K4 - 1, &p));
+        }
+        assert_unchanged(t, before);
+    }
+    g_assert_false(snp_rmp_table_lookup(t, UINT64_MAX, &p));
+
+    /* shadow conversions of ranges with no RAM change nothing */
+    for (unsigned i = 0; i < G_N_ELEMENTS(no_ram); i++) {
+        g_test_message("shadow 0x%" PRIx64 " + 0x%" PRIx64,
+                       no_ram[i].start, no_ram[i].size);
+        for (unsigned j = 0; j < 4; j++) {
+            g_assert_cmpint(snp_rmp_table_shadow_convert(t, no_ram[i].start,
+                                                         no_ram[i].size,
+                                                         j & 1, 1, j & 2),
+                            ==, SNP_RMP_OK);
+            assert_unchanged(t, before);
+        }
+    }
+    /* a range that wraps around 2^64 is refused whole */
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 0xffffffffffe00000ULL,
+                                                 4 * M2, true, 1, true), !=,
+                    SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, 2 * M2,
+                                                 0xfffffffffffff000ULL, true,
+                                                 1, false), !=, SNP_RMP_OK);
+    assert_unchanged(t, before);
+    snp_rmp_table_free(t);
+}
+
+static void count_query(uint64_t spa, const SnpRmpPage *page, void *opaque)
+{
+    GArray *seen = opaque;
+
+    g_array_append_val(seen, spa);
+}
+
+static SnpRmpStatus query(SnpRmpTable *t, uint64_t spa, uint64_t count,
+                          GArray *seen)
+{
+    g_array_set_size(seen, 0);
+    return snp_rmp_table_query(t, spa, count, count_query, seen);
+}
+
+/* query: the first page must be RAM, the range must end in RAM's span */
+static void test_query(void)
+{
+    SnpRmpTable *t = new_table();
+    g_autoptr(GArray) seen = g_array_new(false, false, sizeof(uint64_t));
+    SnpRmpAttrs a = attrs(true, 2, 0);
+
+    g_assert_cmpint(snp_rmp_table_update(t, 5 * MiB, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(query(t, 5 * MiB - K4, 3, seen), ==, SNP_RMP_OK);
+    g_assert_cmpuint(seen->len, ==, 3);
+    g_assert_cmphex(g_array_index(seen, uint64_t, 1), ==, 5 * MiB);
+    /* the hole is skipped */
+    g_assert_cmpint(query(t, 6 * MiB - K4, 2 * MiB / K4 + 2, seen), ==,
+                    SNP_RMP_OK);
+    g_assert_cmpuint(seen->len, ==, 2);
+    g_assert_cmphex(g_array_index(seen, uint64_t, 1), ==, 8 * MiB);
+    /* up to the last page of RAM, and not one page further */
+    g_assert_cmpint(query(t, RAM_TOP - 4 * K4, 4, seen), ==, SNP_RMP_OK);
+    g_assert_cmpuint(seen->len, ==, 4);
+    g_assert_cmpint(query(t, RAM_TOP - 4 * K4, 5, seen), ==,
+                    SNP_RMP_ERR_BEYOND_RAM);
+    g_assert_cmpint(query(t, 0, RAM_TOP / K4, seen), ==, SNP_RMP_OK);
+    g_assert_cmpuint(seen->len, ==, 11 * MiB / K4);
+    g_assert_cmpint(query(t, 0, RAM_TOP / K4 + 1, seen), ==,
+                    SNP_RMP_ERR_BEYOND_RAM);
+    g_assert_cmpint(query(t, 0, 0, seen), ==, SNP_RMP_OK);
+    g_assert_cmpint(query(t, 0, UINT64_MAX, seen), ==,
+                    SNP_RMP_ERR_BEYOND_RAM);
+    /* counts whose byte size wraps around 2^64 */
+    g_assert_cmpint(query(t, 2 * MiB, (1ULL << 52) + 1, seen), ==,
+                    SNP_RMP_ERR_BEYOND_RAM);
+    g_assert_cmpint(query(t, 2 * MiB, 1ULL << 63, seen), ==,
+                    SNP_RMP_ERR_BEYOND_RAM);
+    /* the first page */
+    g_assert_cmpint(query(t, 6 * MiB, 1, seen), ==, SNP_RMP_ERR_NOT_RAM);
+    g_assert_cmpint(query(t, 5 * MiB + 8, 1, seen), ==,
+                    SNP_RMP_ERR_UNALIGNED);
+    for (unsigned i = 0; i < G_N_ELEMENTS(hostile_spa); i++) {
+        uint64_t spa = hostile_spa[i];
+        SnpRmpStatus want = spa >= RAM_TOP ? SNP_RMP_ERR_BEYOND_RAM
+                                           : SNP_RMP_ERR_NOT_RAM;
+
+        if (spa == 12 * MiB) {
+            continue;
+        }
+        g_assert_cmpint(query(t, spa, 1, seen), ==, want);
+        g_assert_cmpint(query(t, spa, 4096, seen), ==, want);
+        g_assert_cmpint(query(t, spa, UINT64_MAX, seen), ==, want);
+        g_assert_cmpuint(seen->len, ==, 0);
+    }
+    snp_rmp_table_free(t);
+}
+
+/* replace: the live table takes a state built aside, in one step */
+static void test_replace(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpTable *aside = snp_rmp_table_new_like(t);
+    SnpRmpAttrs a = attrs(true, 4, 0x600000);
+    g_autofree Snapshot *fresh = g_new(Snapshot, 1);
+
+    snapshot(aside, fresh);
+    g_assert_cmpuint(snp_rmp_table_ram_top(aside), ==, RAM_TOP);
+    g_assert_cmpuint(snp_rmp_table_ram_size(aside), ==, 11 * MiB);
+    g_assert_cmpint(snp_rmp_table_update(t, 0, SNP_RMP_SIZE_4K, &a),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(aside, 2 * MiB, SNP_RMP_SIZE_2M,
+                                         &a), ==, SNP_RMP_OK);
+    snp_rmp_table_replace(t, aside);
+    g_assert_false(page_at(t, 0).attrs.assigned);
+    g_assert_cmpint(page_at(t, 3 * MiB).size, ==, SNP_RMP_SIZE_2M);
+    g_assert_cmphex(page_at(t, 3 * MiB).attrs.gpa, ==, 0x700000);
+    assert_unchanged(aside, fresh);
+    /* both stay usable */
+    g_assert_cmpint(snp_rmp_table_psmash(t, 2 * MiB), ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(aside, 2 * MiB, SNP_RMP_SIZE_2M,
+                                         &a), ==, SNP_RMP_OK);
+    snp_rmp_table_free(aside);
+    g_assert_cmpint(page_at(t, 3 * MiB).size, ==, SNP_RMP_SIZE_4K);
+    snp_rmp_table_free(t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -486,5 +722,8 @@ int main(int argc, char **argv)
     g_test_add_func("/snp-rmp-table/foreach-changed", test_foreach_changed);
     g_test_add_func("/snp-rmp-table/random-vs-reference",
                     test_random_vs_reference);
+    g_test_add_func("/snp-rmp-table/hostile-spa", test_hostile_spa);
+    g_test_add_func("/snp-rmp-table/query", test_query);
+    g_test_add_func("/snp-rmp-table/replace", test_replace);
     return g_test_run();
 }

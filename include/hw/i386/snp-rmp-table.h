@@ -10,6 +10,10 @@
  * hypervisor-owned 4K entries, or one hypervisor-owned 2M entry) costs one
  * 32-bit slot; only regions that hold other attributes own a record.
  *
+ * Addresses.  Every function takes any SPA up to 2^64 - 1 and any length:
+ * what is not RAM is an error (or, for a lookup, false) that changes
+ * nothing; no sum of an SPA and a length may wrap.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -56,23 +60,38 @@ typedef enum SnpRmpStatus {
     SNP_RMP_ERR_NOT_2M,         /* PSMASH of a region of 4K entries */
     SNP_RMP_ERR_OVERLAP,        /* 2M assign over an assigned 4K entry */
     SNP_RMP_ERR_IMMUTABLE,      /* the entry is immutable */
+    SNP_RMP_ERR_BEYOND_RAM,     /* a range runs past the end of RAM */
 } SnpRmpStatus;
 
 typedef struct SnpRmpTable SnpRmpTable;
 
 /*
  * Create the RMP of a machine whose RAM is @ram (@n ranges, sorted, not
- * overlapping), in the state a freshly initialised SNP host has it: every
- * entry hypervisor-owned, 4K.
+ * overlapping, none ending beyond 2^64 - 1), in the state a freshly
+ * initialised SNP host has it: every entry hypervisor-owned, 4K.
  */
 SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n);
 void snp_rmp_table_free(SnpRmpTable *t);
 
+/* A fresh table for the same RAM as @t. */
+SnpRmpTable *snp_rmp_table_new_like(const SnpRmpTable *t);
+
 /* Back to the freshly initialised state. */
 void snp_rmp_table_reset(SnpRmpTable *t);
 
+/*
+ * @t takes the entries of @from, a table of the same RAM that no other
+ * thread uses; @from is left fresh.  This is how a state
+ * built aside (an incoming migration) replaces the live one only once it
+ * is known to be whole and valid.
+ */
+void snp_rmp_table_replace(SnpRmpTable *t, SnpRmpTable *from);
+
 /* The end of the highest RAM range: SPAs at or above it are not RAM. */
 uint64_t snp_rmp_table_ram_top(const SnpRmpTable *t);
+
+/* Bytes of RAM (the sum of the ranges' sizes). */
+uint64_t snp_rmp_table_ram_size(const SnpRmpTable *t);
 
 /*
  * RMPUPDATE.  A 2M update sets all 512 entries (the GPA advances by 4K per
@@ -104,7 +123,8 @@ bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
  * assigned to @asid at their own GPA, not validated (the guest validates
  * them later); shared pages go back to the hypervisor.  Assumes 2M
  * guest_memfd folios wherever the hint asks for 2M.  Pages that are not
- * RAM are skipped.
+ * RAM are skipped; a range that wraps around 2^64 is SNP_RMP_ERR_NOT_RAM
+ * and changes nothing.
  */
 SnpRmpStatus snp_rmp_table_shadow_convert(SnpRmpTable *t, uint64_t gpa,
                                           uint64_t size, bool to_private,
@@ -119,14 +139,28 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
 
 const char *snp_rmp_status_str(SnpRmpStatus status);
 
+typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,
+                                void *opaque);
+
 /*
  * Walk the regions that differ from the fresh state (for migration):
  * @fn is called once per 4K page whose entry is not the fresh one, or
- * once per 2M entry (with the 2M entry's attributes).
+ * once per 2M entry (with the 2M entry's attributes), in SPA order.
  */
-typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,
-                                void *opaque);
 void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
                                    SnpRmpTableVisitFn *fn, void *opaque);
+
+/*
+ * Read the @count 4K pages from @spa at once (consistent with each other):
+ * @fn is called for each page of RAM among them, in SPA order; pages in
+ * holes between RAM ranges are skipped.  @spa must be 4K aligned
+ * (SNP_RMP_ERR_UNALIGNED) and a page of RAM (SNP_RMP_ERR_BEYOND_RAM if at
+ * or above the end of RAM, else SNP_RMP_ERR_NOT_RAM), and the range must
+ * end at or below the end of RAM (SNP_RMP_ERR_BEYOND_RAM); on error @fn
+ * is not called.  A @count of 0 reads nothing.
+ */
+SnpRmpStatus snp_rmp_table_query(const SnpRmpTable *t, uint64_t spa,
+                                 uint64_t count, SnpRmpTableVisitFn *fn,
+                                 void *opaque);
 
 #endif
