@@ -147,16 +147,26 @@ static int snp_rmp_shadow_one(Object *obj, void *opaque)
     SnpRmpConversion *c = opaque;
     SnpRmp *rmp = (SnpRmp *)object_dynamic_cast(obj, TYPE_SNP_RMP);
     SnpRmpStatus st;
+    SnpRmpTable *t;
+    uint64_t top;
 
     if (!rmp || !rmp->shadow) {
         return 0;
     }
-    st = snp_rmp_table_shadow_convert(snp_rmp_get_table(rmp), c->gpa,
-                                      c->size, c->to_private, rmp->asid,
-                                      c->hint_2m);
+    t = snp_rmp_get_table(rmp);
+    st = snp_rmp_table_shadow_convert(t, c->gpa, c->size, c->to_private,
+                                      rmp->asid, c->hint_2m);
     trace_snp_rmp_shadow_convert(c->gpa, c->size, c->to_private, c->hint_2m,
                                  snp_rmp_status_str(st));
-    snp_rmp_changed(rmp, c->gpa, c->size);
+    /*
+     * The range comes from the guest (KVM_HC_MAP_GPA_RANGE): tell the
+     * notifiers of its part below the end of RAM only, which has no sum
+     * that wraps.  Part of it may have changed before an error.
+     */
+    top = snp_rmp_table_ram_top(t);
+    if (c->size && c->gpa < top && c->size - 1 <= UINT64_MAX - c->gpa) {
+        snp_rmp_changed(rmp, c->gpa, MIN(c->size, top - c->gpa));
+    }
     return 0;
 }
 
@@ -223,47 +233,65 @@ void qmp_snp_rmp_psmash(const char *id, uint64_t spa, Error **errp)
     }
 }
 
+static void snp_rmp_query_add(uint64_t spa, const SnpRmpPage *page,
+                              void *opaque)
+{
+    SnpRmpEntryList ***tail = opaque;
+    SnpRmpEntry *e = g_new0(SnpRmpEntry, 1);
+
+    e->spa = spa;
+    e->page_size = snp_rmp_size_to_qapi(page->size);
+    e->assigned = page->attrs.assigned;
+    e->asid = page->attrs.asid;
+    e->gpa = page->attrs.gpa;
+    e->validated = page->attrs.validated;
+    e->immutable = page->attrs.immutable;
+    QAPI_LIST_APPEND(*tail, e);
+}
+
 SnpRmpEntryList *qmp_query_snp_rmp(const char *id, uint64_t spa,
                                    bool has_count, uint32_t count,
                                    Error **errp)
 {
     SnpRmp *rmp = snp_rmp_find(id, errp);
     SnpRmpEntryList *head = NULL, **tail = &head;
+    SnpRmpStatus st;
     SnpRmpTable *t;
+    uint64_t top;
 
     if (!rmp || !snp_rmp_ready(errp)) {
         return NULL;
     }
-    if (spa & (SNP_RMP_BYTES_4K - 1)) {
-        error_setg(errp, "SPA 0x%" PRIx64 " is not 4K aligned", spa);
-        return NULL;
-    }
     t = snp_rmp_get_table(rmp);
-    if (spa >= snp_rmp_table_ram_top(t)) {
-        error_setg(errp, "SPA 0x%" PRIx64 " is beyond RAM (which ends at "
-                   "0x%" PRIx64 ")", spa, snp_rmp_table_ram_top(t));
-        return NULL;
-    }
+    top = snp_rmp_table_ram_top(t);
     count = has_count ? MIN(count, SNP_RMP_QUERY_MAX) : 1;
-    for (uint32_t i = 0; i < count; i++) {
-        uint64_t page_spa = spa + (uint64_t)i * SNP_RMP_BYTES_4K;
-        SnpRmpEntry *e;
-        SnpRmpPage page;
-
-        if (!snp_rmp_table_lookup(t, page_spa, &page)) {
-            continue;
+    st = snp_rmp_table_query(t, spa, count, snp_rmp_query_add, &tail);
+    switch (st) {
+    case SNP_RMP_OK:
+        return head;
+    case SNP_RMP_ERR_UNALIGNED:
+        error_setg(errp, "SPA 0x%" PRIx64 " is not 4K aligned", spa);
+        break;
+    case SNP_RMP_ERR_BEYOND_RAM:
+        if (spa >= top) {
+            error_setg(errp, "SPA 0x%" PRIx64 " is beyond RAM (which ends at "
+                       "0x%" PRIx64 ")", spa, top);
+        } else {
+            error_setg(errp, "the %" PRIu32 " pages from SPA 0x%" PRIx64
+                       " run beyond RAM (which ends at 0x%" PRIx64 ")",
+                       count, spa, top);
         }
-        e = g_new0(SnpRmpEntry, 1);
-        e->spa = page_spa;
-        e->page_size = snp_rmp_size_to_qapi(page.size);
-        e->assigned = page.attrs.assigned;
-        e->asid = page.attrs.asid;
-        e->gpa = page.attrs.gpa;
-        e->validated = page.attrs.validated;
-        e->immutable = page.attrs.immutable;
-        QAPI_LIST_APPEND(tail, e);
+        break;
+    case SNP_RMP_ERR_NOT_RAM:
+        error_setg(errp, "SPA 0x%" PRIx64 " is not system RAM", spa);
+        break;
+    default:
+        error_setg(errp, "SPA 0x%" PRIx64 ": %s", spa,
+                   snp_rmp_status_str(st));
+        break;
     }
-    return head;
+    qapi_free_SnpRmpEntryList(head);
+    return NULL;
 }
 
 /* HMP */
@@ -335,11 +363,18 @@ static void snp_rmp_reset(void *opaque)
 #define MIG_FLAG_ASSIGNED   2
 #define MIG_FLAG_VALIDATED  4
 #define MIG_FLAG_IMMUTABLE  8
+#define MIG_FLAGS           (MIG_FLAG_2M | MIG_FLAG_ASSIGNED | \
+                             MIG_FLAG_VALIDATED | MIG_FLAG_IMMUTABLE)
+
+typedef struct SnpRmpMigSave {
+    GByteArray *buf;
+    uint64_t entries;               /* all of them, also those left out */
+} SnpRmpMigSave;
 
 static void snp_rmp_mig_add(uint64_t spa, const SnpRmpPage *page,
                             void *opaque)
 {
-    GByteArray *buf = opaque;
+    SnpRmpMigSave *save = opaque;
     uint8_t e[MIG_ENTRY_SIZE] = { 0 };
     uint64_t flags = (page->size == SNP_RMP_SIZE_2M ? MIG_FLAG_2M : 0) |
                      (page->attrs.assigned ? MIG_FLAG_ASSIGNED : 0) |
@@ -349,19 +384,28 @@ static void snp_rmp_mig_add(uint64_t spa, const SnpRmpPage *page,
     stq_le_p(e, spa | flags);
     stq_le_p(e + 8, page->attrs.gpa);
     stl_le_p(e + 16, page->attrs.asid);
-    g_byte_array_append(buf, e, sizeof(e));
+    /* mig_len is 32 bits: no more than that (the save then fails) */
+    if (++save->entries <= UINT32_MAX / MIG_ENTRY_SIZE) {
+        g_byte_array_append(save->buf, e, sizeof(e));
+    }
 }
 
 static int snp_rmp_pre_save(void *opaque)
 {
     SnpRmp *rmp = opaque;
-    GByteArray *buf = g_byte_array_new();
+    SnpRmpMigSave save = { .buf = g_byte_array_new() };
 
     snp_rmp_table_foreach_changed(snp_rmp_get_table(rmp), snp_rmp_mig_add,
-                                  buf);
+                                  &save);
+    if (save.entries > UINT32_MAX / MIG_ENTRY_SIZE) {
+        error_report("snp-rmp: %" PRIu64 " changed RMP entries do not fit "
+                     "in the migration stream", save.entries);
+        g_byte_array_free(save.buf, true);
+        return -EFBIG;
+    }
     g_free(rmp->mig_buf);
-    rmp->mig_len = buf->len;
-    rmp->mig_buf = g_byte_array_free(buf, false);
+    rmp->mig_len = save.buf->len;
+    rmp->mig_buf = g_byte_array_free(save.buf, false);
     return 0;
 }
 
@@ -374,44 +418,104 @@ static int snp_rmp_post_save(void *opaque)
     return 0;
 }
 
+/*
+ * Checked before the buffer is allocated: whole records, at most one per
+ * 4K page of RAM.
+ */
+static bool snp_rmp_mig_len_valid(void *opaque, int version_id)
+{
+    SnpRmp *rmp = opaque;
+    uint64_t pages = snp_rmp_table_ram_size(snp_rmp_get_table(rmp)) >>
+                     SNP_RMP_SHIFT_4K;
+
+    if (rmp->mig_len % MIG_ENTRY_SIZE ||
+        rmp->mig_len / MIG_ENTRY_SIZE > pages) {
+        error_report("snp-rmp: invalid RMP state length %" PRIu32
+                     " in the migration stream", rmp->mig_len);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Apply the record at @e to @t, the state being rebuilt.  Records come in
+ * SPA order, once each: @next is the lowest SPA the record may have.
+ * False (and the reason in @why) if the record is invalid.
+ */
+static bool snp_rmp_mig_load_one(SnpRmpTable *t, const uint8_t *e,
+                                 uint64_t *next, GString *why)
+{
+    uint64_t word = ldq_le_p(e);
+    SnpRmpAttrs attrs = {
+        .gpa = ldq_le_p(e + 8),
+        .asid = ldl_le_p(e + 16),
+        .assigned = word & MIG_FLAG_ASSIGNED,
+        .validated = word & MIG_FLAG_VALIDATED,
+        .immutable = word & MIG_FLAG_IMMUTABLE,
+    };
+    uint64_t spa = word & ~(SNP_RMP_BYTES_4K - 1);
+    bool is_2m = word & MIG_FLAG_2M;
+    SnpRmpStatus st;
+
+    g_string_printf(why, "SPA 0x%" PRIx64 ", %s: ", spa, is_2m ? "2M" : "4K");
+    if (word & (SNP_RMP_BYTES_4K - 1) & ~MIG_FLAGS) {
+        g_string_append_printf(why, "unknown flags 0x%" PRIx64,
+                               word & ~spa);
+        return false;
+    }
+    if (spa < *next) {
+        g_string_append(why, "out of order");
+        return false;
+    }
+    st = snp_rmp_table_update(t, spa, is_2m ? SNP_RMP_SIZE_2M
+                                            : SNP_RMP_SIZE_4K, &attrs);
+    if (st != SNP_RMP_OK) {
+        g_string_append(why, snp_rmp_status_str(st));
+        return false;
+    }
+    /* the record is RAM: the sum does not wrap */
+    *next = spa + (is_2m ? SNP_RMP_BYTES_2M : SNP_RMP_BYTES_4K);
+    return true;
+}
+
+/*
+ * Rebuild the RMP from the records aside and let the live table take it
+ * only when every record is valid: a corrupt stream fails the load and
+ * leaves the RMP as it was.
+ */
 static int snp_rmp_post_load(void *opaque, int version_id)
 {
     SnpRmp *rmp = opaque;
     SnpRmpTable *t = snp_rmp_get_table(rmp);
+    SnpRmpTable *aside = snp_rmp_table_new_like(t);
+    g_autoptr(GString) why = g_string_new(NULL);
+    uint64_t next = 0;
+    uint32_t off = 0;
     int ret = 0;
 
-    snp_rmp_table_reset(t);
     if (rmp->mig_len % MIG_ENTRY_SIZE) {
+        error_report("snp-rmp: invalid RMP state length %" PRIu32
+                     " in the migration stream", rmp->mig_len);
         ret = -EINVAL;
     }
-    /* Entries come in SPA order; a 2M entry precedes nothing of its own */
-    for (uint32_t off = 0; !ret && off < rmp->mig_len;
-         off += MIG_ENTRY_SIZE) {
-        uint8_t *e = rmp->mig_buf + off;
-        uint64_t word = ldq_le_p(e);
-        SnpRmpAttrs attrs = {
-            .gpa = ldq_le_p(e + 8),
-            .asid = ldl_le_p(e + 16),
-            .assigned = word & MIG_FLAG_ASSIGNED,
-            .validated = word & MIG_FLAG_VALIDATED,
-            .immutable = word & MIG_FLAG_IMMUTABLE,
-        };
-        uint64_t spa = word & ~(SNP_RMP_BYTES_4K - 1);
-        SnpRmpSize size = word & MIG_FLAG_2M ? SNP_RMP_SIZE_2M
-                                             : SNP_RMP_SIZE_4K;
-
-        if (snp_rmp_table_update(t, spa, size, &attrs) != SNP_RMP_OK) {
+    for (; !ret && off < rmp->mig_len; off += MIG_ENTRY_SIZE) {
+        if (!snp_rmp_mig_load_one(aside, rmp->mig_buf + off, &next, why)) {
+            error_report("snp-rmp: invalid RMP entry %" PRIu32 " in the "
+                         "migration stream (%s)", off / MIG_ENTRY_SIZE,
+                         why->str);
             ret = -EINVAL;
         }
     }
+    if (!ret) {
+        snp_rmp_table_replace(t, aside);
+    }
+    snp_rmp_table_free(aside);
     g_clear_pointer(&rmp->mig_buf, g_free);
     rmp->mig_len = 0;
-    if (ret) {
-        error_report("snp-rmp: invalid RMP state in the migration stream");
-        return ret;
+    if (!ret) {
+        snp_rmp_changed(rmp, 0, snp_rmp_table_ram_top(t));
     }
-    snp_rmp_changed(rmp, 0, snp_rmp_table_ram_top(t));
-    return 0;
+    return ret;
 }
 
 static const VMStateDescription vmstate_snp_rmp = {
@@ -423,6 +527,7 @@ static const VMStateDescription vmstate_snp_rmp = {
     .post_load = snp_rmp_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(mig_len, SnpRmp),
+        VMSTATE_VALIDATE("snp-rmp state length", snp_rmp_mig_len_valid),
         VMSTATE_VBUFFER_ALLOC_UINT32(mig_buf, SnpRmp, 0, NULL, mig_len),
         VMSTATE_END_OF_LIST()
     }
