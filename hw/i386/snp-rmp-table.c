@@ -7,10 +7,14 @@
  * is a 32-bit slot naming its class and a smashed region is 512 32-bit
  * class ids.  Class 0 is the fresh, hypervisor-owned entry with GPA 0.
  *
+ * Locking: see snp-rmp-table.h.  The public functions take t->lock; the
+ * static helpers that touch entries expect it held.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
+#include "qemu/thread.h"
 #include "hw/i386/snp-rmp-table.h"
 
 /*
@@ -50,11 +54,14 @@ typedef struct SnpRmpRecord {
 } SnpRmpRecord;
 
 struct SnpRmpTable {
+    /* fixed at creation, read without the lock */
     SnpRmpRange *ram;
     unsigned n_ram;
     uint64_t ram_top;
     uint64_t n_regions;
 
+    /* the rest is protected by the lock */
+    QemuMutex lock;
     uint32_t *slots;
 
     SnpRmpRecord **records;
@@ -66,6 +73,20 @@ struct SnpRmpTable {
     GArray *free_classes;           /* uint32_t ids */
     GHashTable *class_ids;          /* SnpRmpClassKey * -> id + 1 */
 };
+
+/*
+ * A lookup does not change the table; the lock is not part of its value,
+ * so functions that take a const table lock it all the same.
+ */
+static void table_lock(const SnpRmpTable *t)
+{
+    qemu_mutex_lock((QemuMutex *)&t->lock);
+}
+
+static void table_unlock(const SnpRmpTable *t)
+{
+    qemu_mutex_unlock((QemuMutex *)&t->lock);
+}
 
 static guint class_key_hash(gconstpointer p)
 {
@@ -180,6 +201,7 @@ SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n)
     t->n_regions = (top >> SNP_RMP_SHIFT_2M) +
                    !!(top & (SNP_RMP_BYTES_2M - 1));
     t->slots = g_new0(uint32_t, t->n_regions);
+    qemu_mutex_init(&t->lock);
     t->free_records = g_array_new(false, false, sizeof(uint32_t));
     t->free_classes = g_array_new(false, false, sizeof(uint32_t));
     t->class_ids = g_hash_table_new_full(class_key_hash, class_key_equal,
@@ -239,7 +261,9 @@ static void reset_entries(SnpRmpTable *t)
 
 void snp_rmp_table_reset(SnpRmpTable *t)
 {
+    table_lock(t);
     reset_entries(t);
+    table_unlock(t);
 }
 
 void snp_rmp_table_free(SnpRmpTable *t)
@@ -248,6 +272,7 @@ void snp_rmp_table_free(SnpRmpTable *t)
         return;
     }
     reset_entries(t);
+    qemu_mutex_destroy(&t->lock);
     g_hash_table_destroy(t->class_ids);
     g_array_free(t->free_classes, true);
     g_array_free(t->free_records, true);
@@ -267,6 +292,8 @@ void snp_rmp_table_replace(SnpRmpTable *t, SnpRmpTable *from)
 {
     assert(t != from && t->n_ram == from->n_ram &&
            !memcmp(t->ram, from->ram, t->n_ram * sizeof(*t->ram)));
+    table_lock(from);
+    table_lock(t);
     SWAP_FIELD(t, from, slots);
     SWAP_FIELD(t, from, records);
     SWAP_FIELD(t, from, n_records);
@@ -275,7 +302,9 @@ void snp_rmp_table_replace(SnpRmpTable *t, SnpRmpTable *from)
     SWAP_FIELD(t, from, n_classes);
     SWAP_FIELD(t, from, free_classes);
     SWAP_FIELD(t, from, class_ids);
+    table_unlock(t);
     reset_entries(from);
+    table_unlock(from);
 }
 
 /*
@@ -368,7 +397,9 @@ bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
     if (!ram_region(t, spa, 1, &region)) {
         return false;
     }
+    table_lock(t);
     lookup_page(t, region, spa, page);
+    table_unlock(t);
     return true;
 }
 
@@ -397,12 +428,14 @@ SnpRmpStatus snp_rmp_table_query(const SnpRmpTable *t, uint64_t spa,
         return SNP_RMP_ERR_BEYOND_RAM;
     }
     last = spa + ((count - 1) << SNP_RMP_SHIFT_4K);
+    table_lock(t);
     for (uint64_t p = spa; p <= last; p += SNP_RMP_BYTES_4K) {
         if (ram_region(t, p, SNP_RMP_BYTES_4K, &region)) {
             lookup_page(t, region, p, &page);
             fn(p, &page, opaque);
         }
     }
+    table_unlock(t);
     return SNP_RMP_OK;
 }
 
@@ -497,8 +530,10 @@ SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
 {
     SnpRmpStatus st;
 
+    table_lock(t);
     st = size == SNP_RMP_SIZE_2M ? update_2m(t, spa, attrs)
                                  : update_4k(t, spa, attrs);
+    table_unlock(t);
     return st;
 }
 
@@ -539,7 +574,9 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
 {
     SnpRmpStatus st;
 
+    table_lock(t);
     st = psmash_region(t, spa);
+    table_unlock(t);
     return st;
 }
 
@@ -607,9 +644,12 @@ SnpRmpStatus snp_rmp_table_shadow_convert(SnpRmpTable *t, uint64_t gpa,
         uint64_t r = region << SNP_RMP_SHIFT_2M;
         SnpRmpStatus st;
 
+        /* atomic per region: a reader never sees a region half done */
+        table_lock(t);
         st = shadow_convert_region(t, r, MAX(r, gpa),
                                    MIN(r + SNP_RMP_BYTES_2M - 1, last),
                                    to_private, asid, hint_2m);
+        table_unlock(t);
         if (st != SNP_RMP_OK) {
             return st;
         }
@@ -624,6 +664,7 @@ size_t snp_rmp_table_memory(const SnpRmpTable *t)
                               sizeof(SnpRmpClassKey);
     size_t size;
 
+    table_lock(t);
     size = sizeof(*t) + t->n_ram * sizeof(*t->ram) +
            t->n_regions * sizeof(*t->slots) +
            t->n_records * sizeof(*t->records) +
@@ -632,6 +673,7 @@ size_t snp_rmp_table_memory(const SnpRmpTable *t)
            t->n_classes * sizeof(SnpRmpClass) +
            t->free_classes->len * sizeof(uint32_t) +
            g_hash_table_size(t->class_ids) * hash_entry;
+    table_unlock(t);
     return size;
 }
 
@@ -639,6 +681,7 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
                          uint64_t *regions_2m)
 {
     *regions_4k = *regions_2m = 0;
+    table_lock(t);
     for (uint64_t i = 0; i < t->n_regions; i++) {
         if (!range_is_ram(t, i << SNP_RMP_SHIFT_2M, 1)) {
             continue;
@@ -649,11 +692,13 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
             (*regions_4k)++;
         }
     }
+    table_unlock(t);
 }
 
 void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
                                    SnpRmpTableVisitFn *fn, void *opaque)
 {
+    table_lock(t);
     for (uint64_t i = 0; i < t->n_regions; i++) {
         uint64_t base = i << SNP_RMP_SHIFT_2M;
         uint32_t slot = t->slots[i];
@@ -676,6 +721,7 @@ void snp_rmp_table_foreach_changed(const SnpRmpTable *t,
             }
         }
     }
+    table_unlock(t);
 }
 
 const char *snp_rmp_status_str(SnpRmpStatus status)

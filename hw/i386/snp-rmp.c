@@ -233,6 +233,7 @@ void qmp_snp_rmp_psmash(const char *id, uint64_t spa, Error **errp)
     }
 }
 
+/* Runs under the table's lock: no calls to the table */
 static void snp_rmp_query_add(uint64_t spa, const SnpRmpPage *page,
                               void *opaque)
 {
@@ -371,6 +372,7 @@ typedef struct SnpRmpMigSave {
     uint64_t entries;               /* all of them, also those left out */
 } SnpRmpMigSave;
 
+/* Runs under the table's lock: no calls to the table */
 static void snp_rmp_mig_add(uint64_t spa, const SnpRmpPage *page,
                             void *opaque)
 {

@@ -14,6 +14,21 @@
  * what is not RAM is an error (or, for a lookup, false) that changes
  * nothing; no sum of an SPA and a length may wrap.
  *
+ * Locking.  A table has a lock of its own, so that it may be read from
+ * any thread: an IOThread's DMA translates outside the BQL and looks the
+ * RMP up while QMP (under the BQL) or a vCPU changes it.  The lock
+ * protects the entries and their storage (slots, records, classes); the
+ * RAM layout is fixed at creation and read without it.  Every function
+ * below takes and releases the lock itself, except snp_rmp_table_new and
+ * snp_rmp_table_free (no other thread may use the table then), and no
+ * caller ever holds it.  Each call is atomic: a reader sees an update or
+ * PSMASH whole or not at all (snp_rmp_table_shadow_convert is atomic per
+ * 2M region).  Callbacks (SnpRmpTableVisitFn) run with the lock held:
+ * they must be short and must not call the table.  A change is made
+ * known to others (the snp-rmp object's change notifiers) only after the
+ * call that made it has returned, hence with the lock released: a
+ * notifier may read the table.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -81,7 +96,7 @@ void snp_rmp_table_reset(SnpRmpTable *t);
 
 /*
  * @t takes the entries of @from, a table of the same RAM that no other
- * thread uses; @from is left fresh.  This is how a state
+ * thread uses, in one step; @from is left fresh.  This is how a state
  * built aside (an incoming migration) replaces the live one only once it
  * is known to be whole and valid.
  */
@@ -107,7 +122,7 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa);
 
 /*
  * The RMP view of the 4K page at @spa.  Returns false if @spa is not RAM.
- * Fast: two array lookups, no allocation.
+ * Fast: an uncontended lock, two array lookups, no allocation.
  */
 bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
                           SnpRmpPage *page);
@@ -139,6 +154,7 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
 
 const char *snp_rmp_status_str(SnpRmpStatus status);
 
+/* Called with the table's lock held: short, and no calls to the table. */
 typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,
                                 void *opaque);
 
