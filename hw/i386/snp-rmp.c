@@ -462,7 +462,7 @@ static bool snp_rmp_mig_load_one(SnpRmpTable *t, const uint8_t *e,
     g_string_printf(why, "SPA 0x%" PRIx64 ", %s: ", spa, is_2m ? "2M" : "4K");
     if (word & (SNP_RMP_BYTES_4K - 1) & ~MIG_FLAGS) {
         g_string_append_printf(why, "unknown flags 0x%" PRIx64,
-                               word & ~spa);
+                               word & ~spa & ~MIG_FLAGS);
         return false;
     }
     if (spa < *next) {
