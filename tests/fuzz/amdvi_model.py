@@ -178,9 +178,10 @@ CHOICES = {
     "EVTINT_NEEDS_EN":
         "STATUS.EventLogInt is set when an event is written and "
         "EventIntEn=1.",
-    "BASE_WRITE_KEEPS_POINTERS":
-        "Writing a log/buffer base register leaves head/tail unchanged "
-        "(Linux resets them explicitly after writing the base).",
+    "BASE_WRITE_POINTERS":
+        "Writing a log/buffer base register leaves head/tail unchanged or "
+        "resets both to 0 (lenient; Linux writes them explicitly after the "
+        "base, iommu_enable_event_buffer).",
     "LEN_RESERVED":
         "ComLen/EventLen below 8 (256 entries) are reserved; a head/tail "
         "beyond the buffer is undefined: the model stops comparing "
@@ -448,7 +449,7 @@ class Model:
         if reg == MMIO_DEVTAB:
             self.devtab = val
         elif reg == MMIO_CMDBUF:
-            self.cmdbuf = val               # BASE_WRITE_KEEPS_POINTERS
+            self.cmdbuf = val               # BASE_WRITE_POINTERS
         elif reg == MMIO_EVTLOG:
             self.evtlog = val
         elif reg == MMIO_CONTROL:

@@ -76,9 +76,9 @@ def event_diff(ev, dev_entry):
     if (q0 ^ ev.q0) & 0xffff:
         d.append("devid(%#x)" % (q0 & 0xffff))
     if (q0 ^ ev.q0) & 0xf0000:
-        d.append("dw0[19:16](%#x)" % ((q0 >> 16) & 0xf))
+        d.append("dw0hi(%#x)" % ((q0 >> 16) & 0xf))
     if (q0 ^ ev.q0) & (0xffff << 32):
-        d.append("dw1[15:0](%#x)" % ((q0 >> 32) & 0xffff))
+        d.append("domid(%#x)" % ((q0 >> 32) & 0xffff))
     if ((q0 ^ ev.q0) & ~ev.q0_dc) & (0xfff << 48):
         d.append("flags(%#05x)" % ((q0 >> 48) & 0xfff))
     if q1 != ev.q1:
@@ -675,6 +675,20 @@ class Runner:
                 self.hcmd_tail = val & am.PTR_MASK
             q.writeq(IOMMU_BASE + reg, val)
             self.mm(m.mmio_write, reg, val)
+            if reg in (am.MMIO_EVTLOG, am.MMIO_CMDBUF) and self.compare_ok:
+                # BASE_WRITE_POINTERS (lenient): the pointers stay, or
+                # both become 0
+                hr, tr = (am.MMIO_EVT_HEAD, am.MMIO_EVT_TAIL) \
+                    if reg == am.MMIO_EVTLOG else \
+                    (am.MMIO_CMD_HEAD, am.MMIO_CMD_TAIL)
+                h = q.readq(IOMMU_BASE + hr)
+                t = q.readq(IOMMU_BASE + tr)
+                if h == 0 and t == 0:
+                    if reg == am.MMIO_EVTLOG:
+                        m.evt_head = m.evt_tail = 0
+                    else:
+                        m.cmd_head = m.cmd_tail = 0
+                        self.hcmd_tail = 0
             self.check_regs(fmt_op(op))
             if reg in (am.MMIO_CONTROL, am.MMIO_CMD_TAIL):
                 self.check_completion()

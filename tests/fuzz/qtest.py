@@ -53,6 +53,7 @@ class QEMU:
         lq = self._listen(qsock_path)
         lm = self._listen(msock_path)
         cmd = [binary, "-qtest", "unix:" + qsock_path,
+               "-qtest-log", "/dev/null",
                "-chardev", "socket,path=%s,id=char0" % msock_path,
                "-mon", "chardev=char0,mode=control",
                "-machine", "accel=qtest", "-display", "none",
