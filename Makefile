@@ -11,7 +11,7 @@ QEMU_BLD  = $(BUILD)/qemu
 CORE_BLD  = $(BUILD)/core
 export CCACHE_DIR ?= $(CURDIR)/$(BUILD)/ccache
 
-QTESTS    = amd-iommu-snp-test vfio-rmp-sync-test bios-tables-test intel-iommu-test qom-test \
+QTESTS    = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test bios-tables-test intel-iommu-test qom-test \
             device-introspect-test
 NINJA_TARGETS = qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
 

@@ -59,6 +59,14 @@
 #define EVT_RMP_PAGE_FAULT      0xdULL
 #define EVT_ILLEGAL_DEV_TABLE   0x1ULL
 #define EVT_IO_PAGE_FAULT       0x2ULL
+/*
+ * IO_PAGE_FAULT flags, DW1[27:16] (AMD IOMMU specification, "Event Log",
+ * IO_PAGE_FAULT event; Linux's EVENT_FLAG_* in amd_iommu_types.h): I is an
+ * interrupt request (never a DMA), PR a fault on a present page (a
+ * permission failure), RW a write.
+ */
+#define EVT_FLAG_I              0x008ULL
+#define EVT_FLAG_PR             0x010ULL
 #define EVT_FLAG_RW             0x020ULL
 
 /* edu */
@@ -1141,7 +1149,7 @@ static void test_event_devid(void)
     /* translated, not mapped: IO_PAGE_FAULT */
     dma_read(s, 0x40000000);
     g_assert_null(take_rmp_fault(s));
-    expect_event(s, EVT_IO_PAGE_FAULT, devid, 0x8 | 0x1, 0x40000000);
+    expect_event(s, EVT_IO_PAGE_FAULT, devid, 0, 0x40000000);
     expect_no_event(s);
 
     /* mapped, but the page is assigned: RMP_PAGE_FAULT */
@@ -1155,6 +1163,340 @@ static void test_event_devid(void)
     expect_event(s, EVT_RMP_PAGE_FAULT, devid, EVT_FLAG_RW,
                  spa + IOVA_OFFSET);
     g_free(port);
+    test_end(s);
+}
+
+/* Defects of the device found by review and fuzzing (issue 8) */
+
+static int count_rmp_faults(TestState *s)
+{
+    QDict *ev;
+    int n = 0;
+
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    while ((ev = qtest_qmp_event_ref(s->qts, "SNP_RMP_FAULT"))) {
+        qobject_unref(ev);
+        n++;
+    }
+    return n;
+}
+
+/*
+ * A DMA to an unmapped IOVA faults once; once the host maps the page and
+ * invalidates, the next DMA (here at IOVA + 64, right after the faulting
+ * one) must go through.  Defect 2: it was dropped with no walk and no
+ * event.  Defect 7: the fault on a non-present page has PR clear, RW set
+ * for a write, and I clear (a DMA, not an interrupt).
+ */
+static void do_dma_after_fault(bool snp)
+{
+    TestState *s = test_start(snp, NULL);
+    uint64_t iova = 0x5000000000ULL;
+    uint64_t spa = page_spa(K4);
+
+    fill(s, SCRATCH_SPA, 0x31);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, iova);
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, EVT_FLAG_RW, iova);
+    expect_no_event(s);
+
+    map_page(s, iova, spa, K4);
+    inval_all_pages(s);
+    fill(s, spa + 64, 0);
+    dma_write(s, iova + 64);
+    g_assert_true(holds(s, spa + 64, 0x31));
+    expect_no_event(s);
+    g_assert_cmpint(count_rmp_faults(s), ==, 0);
+    test_end(s);
+}
+
+static void test_dma_after_fault_snp_on(void)
+{
+    do_dma_after_fault(true);
+}
+
+static void test_dma_after_fault_snp_off(void)
+{
+    do_dma_after_fault(false);
+}
+
+/*
+ * Defect 3: with the IOMMU not enabled, one 64-byte DMA to an assigned
+ * page is one faulting translation request: one SNP_RMP_FAULT, not one per
+ * chunk the memory core splits the DMA into.
+ */
+static void test_disabled_one_event(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t spa = page_spa(K4) + 0x100;
+
+    mmio_writeq(s, MMIO_CONTROL, CTRL_EVTLOG_EN | CTRL_EVTINT_EN |
+                CTRL_CMDBUF_EN);
+    rmp_update(s, spa & ~(K4 - 1), "4k", true, RMP_ASID, 0, true);
+    dma_read(s, spa);
+    g_assert_cmpint(count_rmp_faults(s), ==, 1);
+    g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), <=, s->evt_tail + 16);
+    test_end(s);
+}
+
+/*
+ * Defect 4: a write through a read-only mapping is an IO_PAGE_FAULT on a
+ * present page (PR and RW set), also when the translation was cached by
+ * an earlier read: of the same 4K page (the IOTLB) or, under SNP, of
+ * another 4K page of the same 64K IO page (the page-walk cache).
+ */
+static void do_cached_read_only(bool snp)
+{
+    TestState *s = test_start(snp, NULL);
+    uint64_t spa = page_spa(64 * KiB);
+    uint64_t iova = 0x5100000000ULL;
+    uint64_t l2 = pt_next_table(s, s->root + ((iova >> 30) & 0x1ff) * 8, 2);
+    uint64_t l1 = pt_next_table(s, l2 + ((iova >> 21) & 0x1ff) * 8, 1);
+
+    /* a 64K IO page (NextLevel=7, bits 12-14 set), read-only */
+    for (int i = 0; i < 16; i++) {
+        qtest_writeq(s->qts, l1 + i * 8, spa | 0x7000 | PTE_NL(7) | PTE_PR |
+                     PTE_IR);
+    }
+    inval_all_pages(s);
+    fill(s, spa, 0x41);
+    fill(s, spa + K4, 0x42);
+
+    dma_read(s, iova);                 /* caches the read-only page */
+    expect_no_event(s);
+    fill(s, SCRATCH_SPA, 0x43);
+    dma_read(s, SCRATCH_IOVA);
+
+    /* the same 4K page: an IOTLB hit */
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x41));
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, EVT_FLAG_PR | EVT_FLAG_RW,
+                 iova);
+
+    /* the next 4K page of the same IO page */
+    dma_read(s, iova);
+    dma_write(s, iova + K4);
+    g_assert_true(holds(s, spa + K4, 0x42));
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, EVT_FLAG_PR | EVT_FLAG_RW,
+                 iova + K4);
+    expect_no_event(s);
+    test_end(s);
+}
+
+static void test_cached_read_only_snp_on(void)
+{
+    do_cached_read_only(true);
+}
+
+static void test_cached_read_only_snp_off(void)
+{
+    do_cached_read_only(false);
+}
+
+/*
+ * Defect 5: after the DTE becomes invalid (V=0) and INVALIDATE_DEVTAB_ENTRY
+ * runs, DMA passes untranslated: the IOMMU reads the DTE again, and no
+ * translation of the old DTE may be used.
+ */
+static void do_dte_invalidated(bool snp)
+{
+    TestState *s = test_start(snp, NULL);
+    uint64_t iova = 0x20000000;        /* RAM too, so V=0 DMA lands there */
+    uint64_t spa = page_spa(K4);
+
+    map_page(s, iova, spa, K4);
+    inval_all_pages(s);
+    fill(s, SCRATCH_SPA, 0x51);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x51));
+
+    set_dte(s, EDU_DEVID, 0);
+    fill(s, SCRATCH_SPA, 0x52);
+    dma_read(s, SCRATCH_SPA);
+    dma_write(s, iova);
+    g_assert_true(holds(s, iova, 0x52));
+    g_assert_true(holds(s, spa, 0x51));
+    expect_no_event(s);
+    test_end(s);
+}
+
+static void test_dte_invalidated_snp_on(void)
+{
+    do_dte_invalidated(true);
+}
+
+static void test_dte_invalidated_snp_off(void)
+{
+    do_dte_invalidated(false);
+}
+
+/*
+ * Defect 9: a DTE with V=1, TV=1 and Mode 0 passes DMA untranslated, but
+ * its IR and IW still apply (AMD IOMMU specification, "Device Table Entry
+ * Format", IR/IW): with IW=0 a write is blocked and logged once, as an
+ * IO_PAGE_FAULT with the DMA's address; reads pass.
+ */
+static void test_dte_mode0_permissions(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t spa = page_spa(K4) + 0x200;
+
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(0) | PTE_IR);
+    fill(s, spa, 0x61);
+    dma_read(s, spa);
+    expect_no_event(s);
+    fill(s, spa, 0x62);
+    dma_write(s, spa);
+    g_assert_true(holds(s, spa, 0x62));
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, EVT_FLAG_PR | EVT_FLAG_RW,
+                 spa);
+    expect_no_event(s);
+
+    /* IR and IW both set: plain pass-through */
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(0) | PTE_IR | PTE_IW);
+    dma_write(s, spa);
+    g_assert_true(holds(s, spa, 0x61));
+    expect_no_event(s);
+    test_end(s);
+}
+
+/*
+ * Defect 10 (patch "Wrap COMMAND_HEAD before software can read it"): after
+ * the last command of the buffer, COMMAND_HEAD reads 0, not the buffer
+ * size.  cmd_submit() checks COMMAND_HEAD == COMMAND_TAIL after each.
+ */
+static void test_cmdbuf_head_wrap(void)
+{
+    TestState *s = test_start(false, NULL);
+
+    /* set_dte() in test_start() used some entries: go round twice */
+    for (int i = 0; i < 2 * 256; i++) {
+        completion_wait(s);
+    }
+    g_assert_cmphex(mmio_readq(s, MMIO_CMD_HEAD), ==, s->cmd_tail);
+    test_end(s);
+}
+
+/*
+ * Defect 11: a COMMAND_TAIL beyond the buffer, or any tail without a
+ * buffer, must not hang QEMU: no command runs, and QEMU answers.
+ */
+static void test_cmdbuf_tail_out_of_range(void)
+{
+    TestState *s = test_start(false, NULL);
+    QTestState *qts;
+
+    mmio_writeq(s, MMIO_CMD_TAIL, 0x10000);    /* buffer: 4K */
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    mmio_writeq(s, MMIO_CMD_TAIL, s->cmd_tail);
+    completion_wait(s);                        /* still works */
+    test_end(s);
+
+    /* COMMAND_BASE never written */
+    qts = qtest_init("-M q35 -device amd-iommu,dma-remap=on");
+    qtest_writeq(qts, IOMMU_BASE + MMIO_CONTROL, CTRL_CMDBUF_EN);
+    qtest_writeq(qts, IOMMU_BASE + MMIO_CMD_TAIL, 0x10);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'query-status' }");
+    qtest_quit(qts);
+}
+
+/*
+ * Defect 12: event logging enabled, EVENT_BASE never written: the log has
+ * no room, so an event overflows it (EventOverflow), and QEMU lives on.
+ */
+static void test_evtlog_without_base(void)
+{
+    QTestState *qts = qtest_initf("-M q35 -m 2G -object snp-rmp,id=rmp0 "
+                                  "-device amd-iommu,dma-remap=on,snp=on "
+                                  "-device edu,id=edu0,addr=04.0,"
+                                  "dma_mask=%" PRIu64,
+                                  (uint64_t)(1ULL << 39) - 1);
+    TestState s = { .qts = qts };
+
+    s.pcibus = qpci_new_pc(qts, NULL);
+    s.edu = qpci_device_find(s.pcibus, EDU_DEVFN);
+    qpci_device_enable(s.edu);
+    s.edu_bar = qpci_iomap(s.edu, 0, NULL);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'snp-rmp-update', "
+                             "'arguments': { 'spa': %" PRIu64 ", "
+                             "'page-size': '4k', 'assigned': true } }",
+                             page_spa(K4));
+    qtest_writeq(qts, IOMMU_BASE + MMIO_CONTROL,
+                 CTRL_IOMMU_EN | CTRL_EVTLOG_EN);
+    dma_read(&s, page_spa(K4));
+    g_assert_true(qtest_readq(qts, IOMMU_BASE + MMIO_STATUS) &
+                  STATUS_EVT_OVF);
+    qtest_qmp_assert_success(qts, "{ 'execute': 'query-status' }");
+    g_free(s.edu);
+    qpci_free_pc(s.pcibus);
+    qtest_quit(qts);
+}
+
+/*
+ * Defect 13: a NextLevel=7 PTE whose address bits are all set encodes no
+ * page a table can hold: the DMA faults (IO_PAGE_FAULT), QEMU lives on.
+ */
+static void test_large_pte_all_ones(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t iova = 0x5200000000ULL;
+    uint64_t l2 = pt_next_table(s, s->root + ((iova >> 30) & 0x1ff) * 8, 2);
+    uint64_t l1 = pt_next_table(s, l2 + ((iova >> 21) & 0x1ff) * 8, 1);
+    uint64_t ptes[] = {
+        0x7ffffffffffff000ULL,          /* bits 12-62 */
+        0xfffffffffffff000ULL,          /* bits 12-63 */
+    };
+
+    for (int i = 0; i < G_N_ELEMENTS(ptes); i++) {
+        qtest_writeq(s->qts, l1, ptes[i] | PTE_NL(7) | PTE_PR);
+        inval_all_pages(s);
+        dma_read(s, iova);
+        expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, 0, iova);
+        expect_no_event(s);
+    }
+    test_end(s);
+}
+
+/*
+ * Defect 14: edu drops a DMA that does not fit in its 4K buffer
+ * (docs/specs/edu.rst) instead of overrunning it.  A transfer from RAM to
+ * buffer offset 0xf00 of 0x200 bytes must leave the buffer as it was.
+ */
+static void test_edu_dma_out_of_range(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint8_t buf[DMA_LEN];
+
+    set_dte(s, EDU_DEVID, 0);
+    fill(s, SCRATCH_SPA, 0x71);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_SRC, SCRATCH_SPA);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_DST, EDU_BUF + 0xf00);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CNT, DMA_LEN);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CMD, EDU_DMA_START);
+    qtest_clock_step(s->qts, 200 * 1000 * 1000);
+
+    fill(s, SCRATCH_SPA, 0x72);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_SRC, SCRATCH_SPA);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_DST, EDU_BUF + 0xf00);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CNT, 0x200);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CMD, EDU_DMA_START);
+    qtest_clock_step(s->qts, 200 * 1000 * 1000);
+    g_assert_cmpuint(qpci_io_readq(s->edu, s->edu_bar, EDU_DMA_CMD) &
+                     EDU_DMA_START, ==, 0);
+
+    /* the buffer still holds the first transfer */
+    qtest_memset(s->qts, SCRATCH_SPA + K4, 0, DMA_LEN);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_SRC, EDU_BUF + 0xf00);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_DST, SCRATCH_SPA + K4);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CNT, DMA_LEN);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CMD,
+                   EDU_DMA_START | EDU_DMA_TO_RAM);
+    qtest_clock_step(s->qts, 200 * 1000 * 1000);
+    qtest_memread(s->qts, SCRATCH_SPA + K4, buf, sizeof(buf));
+    for (int i = 0; i < DMA_LEN; i++) {
+        g_assert_cmphex(buf[i], ==, (uint8_t)(0x71 + i * 7));
+    }
     test_end(s);
 }
 
@@ -1333,6 +1675,29 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu-snp/check-per-4k-in-large-page",
                    test_check_per_4k_in_large_page);
     qtest_add_func("/amd-iommu-snp/demo/2023-rmp-fault", test_demo_2023_bug);
+    qtest_add_func("/amd-iommu/dma-after-fault/snp-on",
+                   test_dma_after_fault_snp_on);
+    qtest_add_func("/amd-iommu/dma-after-fault/snp-off",
+                   test_dma_after_fault_snp_off);
+    qtest_add_func("/amd-iommu-snp/disabled-one-event",
+                   test_disabled_one_event);
+    qtest_add_func("/amd-iommu/cached-read-only/snp-on",
+                   test_cached_read_only_snp_on);
+    qtest_add_func("/amd-iommu/cached-read-only/snp-off",
+                   test_cached_read_only_snp_off);
+    qtest_add_func("/amd-iommu/dte-invalidated/snp-on",
+                   test_dte_invalidated_snp_on);
+    qtest_add_func("/amd-iommu/dte-invalidated/snp-off",
+                   test_dte_invalidated_snp_off);
+    qtest_add_func("/amd-iommu/dte-mode0-permissions",
+                   test_dte_mode0_permissions);
+    qtest_add_func("/amd-iommu/cmdbuf-head-wrap", test_cmdbuf_head_wrap);
+    qtest_add_func("/amd-iommu/cmdbuf-tail-out-of-range",
+                   test_cmdbuf_tail_out_of_range);
+    qtest_add_func("/amd-iommu/evtlog-without-base",
+                   test_evtlog_without_base);
+    qtest_add_func("/amd-iommu/large-pte-all-ones", test_large_pte_all_ones);
+    qtest_add_func("/edu/dma-out-of-range", test_edu_dma_out_of_range);
     if (g_test_perf()) {
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-off", bench_hit_snp_off);
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-on", bench_hit_snp_on);
