@@ -18,13 +18,6 @@
 #include "amd_iommu.h"
 #include "trace.h"
 
-static void amdvi_snp_rmp_changed(Notifier *n, void *data)
-{
-    AMDVISnp *snp = container_of(n, AMDVISnp, rmp_changed);
-
-    snp->gen++;
-}
-
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
 {
     if (!snp->enabled) {
@@ -50,9 +43,7 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
     }
     snp->table = snp_rmp_get_table(snp->rmp);
     snp->bindings = g_array_new(false, false, sizeof(AMDVISnpBinding));
-    snp->gen = 1;               /* IOTLB entries start at 0: unchecked */
-    snp->rmp_changed.notify = amdvi_snp_rmp_changed;
-    snp_rmp_add_change_notifier(snp->rmp, &snp->rmp_changed);
+    snp->bind_gen = 2;          /* IOTLB entries start at 0: unchecked */
     return true;
 }
 
@@ -144,6 +135,7 @@ bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
     SnpRmpSize rmp_size = check;
     SnpRmpCheckResult result;
     uint32_t asid = SNP_RMP_ASID_NONE;
+    uint64_t gen = amdvi_snp_gen(snp);
     uint16_t devid;
 
     if (ret->perm == IOMMU_NONE) {
@@ -157,7 +149,11 @@ bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
     if (result == SNP_RMP_CHECK_OK || result == SNP_RMP_CHECK_NOT_RAM) {
         amdvi_snp_narrow(ret, iova);
         if (verdict_gen) {
-            *verdict_gen = snp->gen;
+            /*
+             * Cache the verdict only if no change of the RMP was in
+             * progress or made during the check: 1 never matches.
+             */
+            *verdict_gen = !(gen & 1) && gen == amdvi_snp_gen(snp) ? gen : 1;
         }
         return true;
     }
@@ -177,7 +173,7 @@ bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
 
 /* QMP */
 
-static AMDVISnp *amdvi_snp_find(Error **errp)
+static AMDVIState *amdvi_snp_find(Error **errp)
 {
     bool ambiguous = false;
     Object *obj = object_resolve_path_type("", TYPE_AMD_IOMMU_DEVICE,
@@ -187,7 +183,7 @@ static AMDVISnp *amdvi_snp_find(Error **errp)
         error_setg(errp, "there is no amd-iommu with snp=on");
         return NULL;
     }
-    return &AMD_IOMMU_DEVICE(obj)->snp;
+    return AMD_IOMMU_DEVICE(obj);
 }
 
 static PCIDevice *amdvi_snp_find_device(const char *id, Error **errp)
@@ -219,7 +215,8 @@ static int amdvi_snp_binding_index(AMDVISnp *snp, PCIDevice *dev)
 void qmp_snp_iommu_bind_device(const char *device, uint32_t asid,
                                Error **errp)
 {
-    AMDVISnp *snp = amdvi_snp_find(errp);
+    AMDVIState *s = amdvi_snp_find(errp);
+    AMDVISnp *snp = s ? &s->snp : NULL;
     AMDVISnpBinding b;
     int i;
 
@@ -235,6 +232,7 @@ void qmp_snp_iommu_bind_device(const char *device, uint32_t asid,
         return;
     }
     b.asid = asid;
+    amdvi_lock(s);
     i = amdvi_snp_binding_index(snp, b.dev);
     if (i >= 0) {
         g_array_index(snp->bindings, AMDVISnpBinding, i).asid = asid;
@@ -242,13 +240,15 @@ void qmp_snp_iommu_bind_device(const char *device, uint32_t asid,
         object_ref(OBJECT(b.dev));
         g_array_append_val(snp->bindings, b);
     }
-    snp->gen++;
+    snp->bind_gen += 2;
+    amdvi_unlock(s);
     trace_amdvi_snp_bind(device, asid);
 }
 
 void qmp_snp_iommu_unbind_device(const char *device, Error **errp)
 {
-    AMDVISnp *snp = amdvi_snp_find(errp);
+    AMDVIState *s = amdvi_snp_find(errp);
+    AMDVISnp *snp = s ? &s->snp : NULL;
     PCIDevice *dev;
     int i;
 
@@ -259,13 +259,17 @@ void qmp_snp_iommu_unbind_device(const char *device, Error **errp)
     if (!dev) {
         return;
     }
+    amdvi_lock(s);
     i = amdvi_snp_binding_index(snp, dev);
+    if (i >= 0) {
+        g_array_remove_index_fast(snp->bindings, i);
+        snp->bind_gen += 2;
+    }
+    amdvi_unlock(s);
     if (i < 0) {
         error_setg(errp, "'%s' is not bound to a guest", device);
         return;
     }
-    g_array_remove_index_fast(snp->bindings, i);
     object_unref(OBJECT(dev));
-    snp->gen++;
     trace_amdvi_snp_bind(device, SNP_RMP_ASID_NONE);
 }

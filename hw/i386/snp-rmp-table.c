@@ -14,6 +14,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/atomic.h"
 #include "qemu/thread.h"
 #include "hw/i386/snp-rmp-table.h"
 
@@ -62,6 +63,7 @@ struct SnpRmpTable {
 
     /* the rest is protected by the lock */
     QemuMutex lock;
+    uint32_t version;               /* also read without it, atomically */
     uint32_t *slots;
 
     SnpRmpRecord **records;
@@ -86,6 +88,26 @@ static void table_lock(const SnpRmpTable *t)
 static void table_unlock(const SnpRmpTable *t)
 {
     qemu_mutex_unlock((QemuMutex *)&t->lock);
+}
+
+/* A change: the version is odd while it is in progress (see the header) */
+static void table_change_begin(SnpRmpTable *t)
+{
+    table_lock(t);
+    qatomic_set(&t->version, t->version + 1);
+    smp_wmb();
+}
+
+static void table_change_end(SnpRmpTable *t)
+{
+    smp_wmb();
+    qatomic_set(&t->version, t->version + 1);
+    table_unlock(t);
+}
+
+uint32_t snp_rmp_table_version(const SnpRmpTable *t)
+{
+    return qatomic_load_acquire(&t->version);
 }
 
 static guint class_key_hash(gconstpointer p)
@@ -261,9 +283,9 @@ static void reset_entries(SnpRmpTable *t)
 
 void snp_rmp_table_reset(SnpRmpTable *t)
 {
-    table_lock(t);
+    table_change_begin(t);
     reset_entries(t);
-    table_unlock(t);
+    table_change_end(t);
 }
 
 void snp_rmp_table_free(SnpRmpTable *t)
@@ -293,7 +315,7 @@ void snp_rmp_table_replace(SnpRmpTable *t, SnpRmpTable *from)
     assert(t != from && t->n_ram == from->n_ram &&
            !memcmp(t->ram, from->ram, t->n_ram * sizeof(*t->ram)));
     table_lock(from);
-    table_lock(t);
+    table_change_begin(t);
     SWAP_FIELD(t, from, slots);
     SWAP_FIELD(t, from, records);
     SWAP_FIELD(t, from, n_records);
@@ -302,7 +324,7 @@ void snp_rmp_table_replace(SnpRmpTable *t, SnpRmpTable *from)
     SWAP_FIELD(t, from, n_classes);
     SWAP_FIELD(t, from, free_classes);
     SWAP_FIELD(t, from, class_ids);
-    table_unlock(t);
+    table_change_end(t);
     reset_entries(from);
     table_unlock(from);
 }
@@ -530,10 +552,10 @@ SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
 {
     SnpRmpStatus st;
 
-    table_lock(t);
+    table_change_begin(t);
     st = size == SNP_RMP_SIZE_2M ? update_2m(t, spa, attrs)
                                  : update_4k(t, spa, attrs);
-    table_unlock(t);
+    table_change_end(t);
     return st;
 }
 
@@ -574,9 +596,9 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa)
 {
     SnpRmpStatus st;
 
-    table_lock(t);
+    table_change_begin(t);
     st = psmash_region(t, spa);
-    table_unlock(t);
+    table_change_end(t);
     return st;
 }
 
@@ -645,11 +667,11 @@ SnpRmpStatus snp_rmp_table_shadow_convert(SnpRmpTable *t, uint64_t gpa,
         SnpRmpStatus st;
 
         /* atomic per region: a reader never sees a region half done */
-        table_lock(t);
+        table_change_begin(t);
         st = shadow_convert_region(t, r, MAX(r, gpa),
                                    MIN(r + SNP_RMP_BYTES_2M - 1, last),
                                    to_private, asid, hint_2m);
-        table_unlock(t);
+        table_change_end(t);
         if (st != SNP_RMP_OK) {
             return st;
         }

@@ -707,6 +707,49 @@ static void test_replace(void)
     snp_rmp_table_free(t);
 }
 
+/*
+ * The version that lets a cache outside the table (the IOMMU's verdicts)
+ * know the table did not change: even at rest, changed by every change,
+ * never by a lookup.
+ */
+static void test_version(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpTable *from = snp_rmp_table_new_like(t);
+    SnpRmpAttrs hv = attrs(false, 0, 0);
+    SnpRmpAttrs priv = attrs(true, 1, 0x1000);
+    uint32_t v = snp_rmp_table_version(t), next;
+    SnpRmpPage p;
+
+    g_assert_cmpuint(v % 2, ==, 0);
+#define CHANGED() do {                                       \
+        next = snp_rmp_table_version(t);                     \
+        g_assert_cmpuint(next % 2, ==, 0);                   \
+        g_assert_cmpuint(next, >, v);                        \
+        v = next;                                            \
+    } while (0)
+    g_assert_cmpint(snp_rmp_table_update(t, 0, SNP_RMP_SIZE_2M, &hv), ==,
+                    SNP_RMP_OK);
+    CHANGED();
+    g_assert_cmpint(snp_rmp_table_psmash(t, 0), ==, SNP_RMP_OK);
+    CHANGED();
+    g_assert_cmpint(snp_rmp_table_update(t, 0x1000, SNP_RMP_SIZE_4K, &priv),
+                    ==, SNP_RMP_OK);
+    CHANGED();
+    g_assert_cmpint(snp_rmp_table_shadow_convert(t, M2, M2, true, 1, true),
+                    ==, SNP_RMP_OK);
+    CHANGED();
+    snp_rmp_table_replace(t, from);
+    CHANGED();
+    snp_rmp_table_reset(t);
+    CHANGED();
+#undef CHANGED
+    g_assert_true(snp_rmp_table_lookup(t, 0x1000, &p));
+    g_assert_cmpuint(snp_rmp_table_version(t), ==, v);
+    snp_rmp_table_free(from);
+    snp_rmp_table_free(t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -725,5 +768,6 @@ int main(int argc, char **argv)
     g_test_add_func("/snp-rmp-table/hostile-spa", test_hostile_spa);
     g_test_add_func("/snp-rmp-table/query", test_query);
     g_test_add_func("/snp-rmp-table/replace", test_replace);
+    g_test_add_func("/snp-rmp-table/version", test_version);
     return g_test_run();
 }

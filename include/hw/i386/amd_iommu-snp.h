@@ -34,15 +34,26 @@ typedef struct AMDVISnp {
     bool enabled;               /* "snp" property */
     SnpRmp *rmp;                /* "rmp" link */
     SnpRmpTable *table;
-    /* AMDVISnpBinding: TEE-IO devices, set by QMP and kept over reset */
-    GArray *bindings;
     /*
-     * Bumped on every change of the RMP or of the bindings: an IOTLB
-     * entry that passed the check in generation @gen passes it again.
+     * AMDVISnpBinding: TEE-IO devices, set by QMP and kept over reset.
+     * The bindings and @bind_gen are protected by the IOMMU's lock.
      */
-    uint64_t gen;
-    Notifier rmp_changed;
+    GArray *bindings;
+    /* Grows by 2 with every change of the bindings; starts at 2 */
+    uint64_t bind_gen;
 } AMDVISnp;
+
+/*
+ * The generation of the RMP check's inputs: the RMP table's version plus
+ * the bindings' generation.  It changes with every change of either, and
+ * is odd while the RMP is being changed.  An IOTLB entry whose check
+ * passed in an even generation passes it again while the generation stays
+ * the same.  Never 0, so that a fresh IOTLB entry counts as unchecked.
+ */
+static inline uint64_t amdvi_snp_gen(AMDVISnp *snp)
+{
+    return snp_rmp_table_version(snp->table) + snp->bind_gen;
+}
 
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
 
@@ -88,7 +99,7 @@ static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
                                        bool report, uint64_t evt[2])
 {
     /* The IOTLB hit path: nothing changed since this entry passed */
-    if (likely(verdict_gen && *verdict_gen == snp->gen)) {
+    if (likely(verdict_gen && *verdict_gen == amdvi_snp_gen(snp))) {
         amdvi_snp_narrow(ret, iova);
         return true;
     }

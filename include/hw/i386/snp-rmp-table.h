@@ -29,6 +29,15 @@
  * call that made it has returned, hence with the lock released: a
  * notifier may read the table.
  *
+ * Version.  A reader that caches a verdict outside the table (the IOMMU
+ * caches its RMP check in its IOTLB) needs to know, without the lock,
+ * that the table has not changed since.  The table's version is odd
+ * while a change is in progress and grows by 2 with every change
+ * (update, PSMASH, reset, replace, each region of a shadow conversion),
+ * so a verdict computed between two reads of the same even version holds
+ * for as long as snp_rmp_table_version() returns that version; unlike a
+ * change notifier, it is never late.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -153,6 +162,9 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
                          uint64_t *regions_2m);
 
 const char *snp_rmp_status_str(SnpRmpStatus status);
+
+/* The version (see "Version" above): any thread, no lock, acquire order */
+uint32_t snp_rmp_table_version(const SnpRmpTable *t);
 
 /* Called with the table's lock held: short, and no calls to the table. */
 typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,
