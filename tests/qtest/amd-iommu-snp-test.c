@@ -1653,6 +1653,38 @@ static void bench_walk_snp_on(void)
     bench_dma(true, true);
 }
 
+/*
+ * The IOMMU's own structures placed over its own registers (choice,
+ * docs/system/i386/amd-iommu-snp.rst: they must be RAM): the IOMMU never
+ * writes its registers through an event, and a device table there is a
+ * device table that cannot be read (DEV_TAB_HARDWARE_ERROR).
+ */
+#define EVT_DEV_TAB_HW_ERROR    0x3ULL
+
+static void test_tables_in_own_mmio(void)
+{
+    TestState *s = test_start(false, NULL);
+
+    /* an event log over DEVTAB_BASE: the event is lost, DEVTAB stays */
+    mmio_writeq(s, MMIO_EVTLOG, IOMMU_BASE | 8ULL << 56);
+    dma_read(s, 0x5300000000ULL);
+    g_assert_cmphex(mmio_readq(s, MMIO_DEVTAB), ==, DEVTAB_ADDR);
+    qtest_writel(s->qts, MSI_ADDR, 0);
+    mmio_writeq(s, MMIO_STATUS, STATUS_EVT_INT | STATUS_EVT_OVF);
+
+    /* a device table over the registers cannot be read */
+    mmio_writeq(s, MMIO_EVTLOG, EVTLOG_ADDR | 8ULL << 56);
+    s->evt_tail = 0;
+    mmio_writeq(s, MMIO_DEVTAB, IOMMU_BASE);
+    fill(s, page_spa(K4), 0x18);
+    dma_write(s, page_spa(K4) + IOVA_OFFSET);
+    g_assert_true(holds(s, page_spa(K4), 0x18));
+    expect_event(s, EVT_DEV_TAB_HW_ERROR, EDU_DEVID, 0,
+                 IOMMU_BASE + EDU_DEVID * 32);
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'query-status' }");
+    test_end(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1698,6 +1730,7 @@ int main(int argc, char **argv)
                    test_evtlog_without_base);
     qtest_add_func("/amd-iommu/large-pte-all-ones", test_large_pte_all_ones);
     qtest_add_func("/edu/dma-out-of-range", test_edu_dma_out_of_range);
+    qtest_add_func("/amd-iommu/tables-in-own-mmio", test_tables_in_own_mmio);
     if (g_test_perf()) {
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-off", bench_hit_snp_off);
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-on", bench_hit_snp_on);
