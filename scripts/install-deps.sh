@@ -3,12 +3,16 @@
 # Run as root: adds the apt sources the build relies on (bookworm-backports
 # for meson >= 1.5 and qemu-system-data, sid deb-src for QEMU's source
 # package) and installs what is missing.  As another user it prints the
-# exact commands instead.
+# exact commands instead.  With --fuzzing it also wants what `make fuzz`
+# needs: clang 14 and its compiler-rt (libFuzzer, ASan, UBSan).
 set -eu
 
 BUILD_PKGS="meson ninja-build pkgconf python3-venv libglib2.0-dev libfdt-dev \
 dpkg-dev ccache seabios ipxe-qemu qemu-system-data valgrind"
 BPO_PKGS="meson qemu-system-data"
+if [ "${1:-}" = --fuzzing ]; then
+    BUILD_PKGS="$BUILD_PKGS clang-14 libclang-rt-14-dev"
+fi
 SRC_FILE=/etc/apt/sources.list.d/snp-viommu.sources
 . /etc/os-release
 
