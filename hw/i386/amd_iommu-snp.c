@@ -42,13 +42,13 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
         object_property_set_link(OBJECT(s), "rmp", OBJECT(rmp), &error_abort);
     }
     snp->table = snp_rmp_get_table(snp->rmp);
+    snp->rmp_version = snp_rmp_table_version_ptr(snp->table);
     snp->bindings = g_array_new(false, false, sizeof(AMDVISnpBinding));
     snp->bind_gen = 2;          /* IOTLB entries start at 0: unchecked */
     return true;
 }
 
-static uint32_t amdvi_snp_bound_asid(AMDVISnp *snp, PCIBus *bus,
-                                     uint8_t devfn)
+uint32_t amdvi_snp_bound_asid(AMDVISnp *snp, PCIBus *bus, uint8_t devfn)
 {
     for (guint i = 0; i < snp->bindings->len; i++) {
         AMDVISnpBinding *b = &g_array_index(snp->bindings,
@@ -123,51 +123,42 @@ static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
                                   reason_to_qapi(result), write);
 }
 
-bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
-                              hwaddr iova, IOMMUAccessFlags flag,
-                              IOMMUTLBEntry *ret, uint64_t *verdict_gen,
-                              bool report, uint64_t evt[2])
+/*
+ * A failed check, apart from the check itself: keeps the check's own code
+ * (on every page walk) free of what only a fault needs.
+ */
+static void amdvi_snp_fault(PCIBus *bus, uint8_t devfn, hwaddr iova,
+                            hwaddr spa, uint64_t io_page_size,
+                            SnpRmpSize check, SnpRmpSize rmp_size,
+                            SnpRmpCheckResult result, bool write,
+                            bool report, uint64_t evt[2])
+{
+    uint16_t devid = PCI_BUILD_BDF(pci_bus_num(bus), devfn);
+
+    if (report) {
+        amdvi_snp_report(bus, devfn, devid, iova, spa, io_page_size, check,
+                         rmp_size, result, write);
+    }
+    amdvi_snp_encode_rmp_fault(evt, devid, iova, write);
+}
+
+/* The failure half of amdvi_snp_check_dma(), out of its way */
+bool amdvi_snp_check_failed(PCIBus *bus, uint8_t devfn, hwaddr iova,
+                            IOMMUAccessFlags flag, IOMMUTLBEntry *ret,
+                            SnpRmpSize check, SnpRmpSize rmp_size,
+                            SnpRmpCheckResult result, bool report,
+                            uint64_t evt[2])
 {
     uint64_t io_page_size = ret->addr_mask + 1;
-    SnpRmpSize check = snp_rmp_check_size(io_page_size);
     hwaddr spa = (ret->translated_addr & ~ret->addr_mask) |
                  (iova & ret->addr_mask);
-    SnpRmpSize rmp_size = check;
-    SnpRmpCheckResult result;
-    uint32_t asid = SNP_RMP_ASID_NONE;
-    uint64_t gen = amdvi_snp_gen(snp);
-    uint16_t devid;
-
-    if (ret->perm == IOMMU_NONE) {
-        return true;            /* the walk failed already */
-    }
-    if (snp->bindings->len) {
-        asid = amdvi_snp_bound_asid(snp, bus, devfn);
-    }
-    result = snp_rmp_check_dma(snp->table, spa, iova, check, asid,
-                               &rmp_size);
-    if (result == SNP_RMP_CHECK_OK || result == SNP_RMP_CHECK_NOT_RAM) {
-        amdvi_snp_narrow(ret, iova);
-        if (verdict_gen) {
-            /*
-             * Cache the verdict only if no change of the RMP was in
-             * progress or made during the check: 1 never matches.
-             */
-            *verdict_gen = !(gen & 1) && gen == amdvi_snp_gen(snp) ? gen : 1;
-        }
-        return true;
-    }
 
     ret->perm = IOMMU_NONE;
     if (flag == IOMMU_NONE) {
         return true;            /* a lookup, not a DMA: nothing to log */
     }
-    devid = PCI_BUILD_BDF(pci_bus_num(bus), devfn);
-    if (report) {
-        amdvi_snp_report(bus, devfn, devid, iova, spa, io_page_size, check,
-                         rmp_size, result, flag & IOMMU_WO);
-    }
-    amdvi_snp_encode_rmp_fault(evt, devid, iova, flag & IOMMU_WO);
+    amdvi_snp_fault(bus, devfn, iova, spa, io_page_size, check, rmp_size,
+                    result, flag & IOMMU_WO, report, evt);
     return false;
 }
 

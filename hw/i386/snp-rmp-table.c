@@ -62,7 +62,7 @@ struct SnpRmpTable {
     uint64_t n_regions;
 
     /* the rest is protected by the lock */
-    QemuMutex lock;
+    QemuSpin lock;
     uint32_t version;               /* also read without it, atomically */
     uint32_t *slots;
 
@@ -82,12 +82,12 @@ struct SnpRmpTable {
  */
 static void table_lock(const SnpRmpTable *t)
 {
-    qemu_mutex_lock((QemuMutex *)&t->lock);
+    qemu_spin_lock((QemuSpin *)&t->lock);
 }
 
 static void table_unlock(const SnpRmpTable *t)
 {
-    qemu_mutex_unlock((QemuMutex *)&t->lock);
+    qemu_spin_unlock((QemuSpin *)&t->lock);
 }
 
 /* A change: the version is odd while it is in progress (see the header) */
@@ -95,12 +95,12 @@ static void table_change_begin(SnpRmpTable *t)
 {
     table_lock(t);
     qatomic_set(&t->version, t->version + 1);
-    smp_wmb();
+    smp_wmb();      /* the odd version is seen before any change */
 }
 
 static void table_change_end(SnpRmpTable *t)
 {
-    smp_wmb();
+    smp_wmb();      /* the change is seen before the even version */
     qatomic_set(&t->version, t->version + 1);
     table_unlock(t);
 }
@@ -108,6 +108,11 @@ static void table_change_end(SnpRmpTable *t)
 uint32_t snp_rmp_table_version(const SnpRmpTable *t)
 {
     return qatomic_load_acquire(&t->version);
+}
+
+const uint32_t *snp_rmp_table_version_ptr(const SnpRmpTable *t)
+{
+    return &t->version;
 }
 
 static guint class_key_hash(gconstpointer p)
@@ -223,7 +228,7 @@ SnpRmpTable *snp_rmp_table_new(const SnpRmpRange *ram, unsigned n)
     t->n_regions = (top >> SNP_RMP_SHIFT_2M) +
                    !!(top & (SNP_RMP_BYTES_2M - 1));
     t->slots = g_new0(uint32_t, t->n_regions);
-    qemu_mutex_init(&t->lock);
+    qemu_spin_init(&t->lock);
     t->free_records = g_array_new(false, false, sizeof(uint32_t));
     t->free_classes = g_array_new(false, false, sizeof(uint32_t));
     t->class_ids = g_hash_table_new_full(class_key_hash, class_key_equal,
@@ -294,7 +299,7 @@ void snp_rmp_table_free(SnpRmpTable *t)
         return;
     }
     reset_entries(t);
-    qemu_mutex_destroy(&t->lock);
+    qemu_spin_destroy(&t->lock);
     g_hash_table_destroy(t->class_ids);
     g_array_free(t->free_classes, true);
     g_array_free(t->free_records, true);

@@ -13,6 +13,7 @@
 
 #include "system/memory.h"
 #include "hw/i386/snp-rmp.h"
+#include "hw/i386/snp-rmp-check.h"
 
 /* EFR bit 63: SNP supported */
 #define AMDVI_FEATURE_SNP               (1ULL << 63)
@@ -34,6 +35,7 @@ typedef struct AMDVISnp {
     bool enabled;               /* "snp" property */
     SnpRmp *rmp;                /* "rmp" link */
     SnpRmpTable *table;
+    const uint32_t *rmp_version;    /* snp_rmp_table_version_ptr(table) */
     /*
      * AMDVISnpBinding: TEE-IO devices, set by QMP and kept over reset.
      * The bindings and @bind_gen are protected by the IOMMU's lock.
@@ -52,7 +54,7 @@ typedef struct AMDVISnp {
  */
 static inline uint64_t amdvi_snp_gen(AMDVISnp *snp)
 {
-    return snp_rmp_table_version(snp->table) + snp->bind_gen;
+    return qatomic_load_acquire(snp->rmp_version) + snp->bind_gen;
 }
 
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
@@ -86,11 +88,14 @@ static inline void amdvi_snp_narrow(IOMMUTLBEntry *ret, hwaddr iova)
     }
 }
 
-bool amdvi_snp_check_dma_slow(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
-                              hwaddr iova, IOMMUAccessFlags flag,
-                              IOMMUTLBEntry *ret, uint64_t *verdict_gen,
-                              bool report, uint64_t evt[2]);
+uint32_t amdvi_snp_bound_asid(AMDVISnp *snp, PCIBus *bus, uint8_t devfn);
+bool amdvi_snp_check_failed(PCIBus *bus, uint8_t devfn, hwaddr iova,
+                            IOMMUAccessFlags flag, IOMMUTLBEntry *ret,
+                            SnpRmpSize check, SnpRmpSize rmp_size,
+                            SnpRmpCheckResult result, bool report,
+                            uint64_t evt[2]);
 
+/* Inline: it runs on every translation, and calls cost what it does */
 static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
                                        uint8_t devfn, hwaddr iova,
                                        IOMMUAccessFlags flag,
@@ -98,13 +103,44 @@ static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
                                        uint64_t *verdict_gen,
                                        bool report, uint64_t evt[2])
 {
+    SnpRmpSize check, rmp_size;
+    SnpRmpCheckResult result;
+    uint32_t asid = SNP_RMP_ASID_NONE;
+    uint64_t gen;
+    hwaddr spa;
+
     /* The IOTLB hit path: nothing changed since this entry passed */
     if (likely(verdict_gen && *verdict_gen == amdvi_snp_gen(snp))) {
         amdvi_snp_narrow(ret, iova);
         return true;
     }
-    return amdvi_snp_check_dma_slow(snp, bus, devfn, iova, flag, ret,
-                                    verdict_gen, report, evt);
+    if (ret->perm == IOMMU_NONE) {
+        return true;            /* the walk failed already */
+    }
+
+    gen = amdvi_snp_gen(snp);
+    check = snp_rmp_check_size(ret->addr_mask + 1);
+    rmp_size = check;
+    spa = (ret->translated_addr & ~ret->addr_mask) | (iova & ret->addr_mask);
+    if (snp->bindings->len) {
+        asid = amdvi_snp_bound_asid(snp, bus, devfn);
+    }
+    result = snp_rmp_check_dma(snp->table, spa, iova, check, asid,
+                               &rmp_size);
+    if (likely(result == SNP_RMP_CHECK_OK ||
+               result == SNP_RMP_CHECK_NOT_RAM)) {
+        amdvi_snp_narrow(ret, iova);
+        if (verdict_gen) {
+            /*
+             * Cache the verdict only if no change of the RMP was in
+             * progress or made during the check: 1 never matches.
+             */
+            *verdict_gen = !(gen & 1) && gen == amdvi_snp_gen(snp) ? gen : 1;
+        }
+        return true;
+    }
+    return amdvi_snp_check_failed(bus, devfn, iova, flag, ret, check,
+                                  rmp_size, result, report, evt);
 }
 
 #endif

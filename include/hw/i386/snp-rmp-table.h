@@ -16,7 +16,9 @@
  *
  * Locking.  A table has a lock of its own, so that it may be read from
  * any thread: an IOThread's DMA translates outside the BQL and looks the
- * RMP up while QMP (under the BQL) or a vCPU changes it.  The lock
+ * RMP up while QMP (under the BQL) or a vCPU changes it.  It is a spin
+ * lock: a lookup, on the DMA path, holds it for a few dozen instructions
+ * and a mutex would cost more than the lookup; changes are rare.  The lock
  * protects the entries and their storage (slots, records, classes); the
  * RAM layout is fixed at creation and read without it.  Every function
  * below takes and releases the lock itself, except snp_rmp_table_new and
@@ -165,6 +167,8 @@ const char *snp_rmp_status_str(SnpRmpStatus status);
 
 /* The version (see "Version" above): any thread, no lock, acquire order */
 uint32_t snp_rmp_table_version(const SnpRmpTable *t);
+/* Where it is, for a hot path that reads it inline (qatomic_load_acquire) */
+const uint32_t *snp_rmp_table_version_ptr(const SnpRmpTable *t);
 
 /* Called with the table's lock held: short, and no calls to the table. */
 typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,

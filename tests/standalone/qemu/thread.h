@@ -1,7 +1,7 @@
 /*
  * The few parts of QEMU's qemu/thread.h that snp-viommu's hardware-agnostic
- * files use (QemuMutex), on pthreads, so that they build and are
- * unit-tested without QEMU.
+ * files use (QemuMutex, QemuSpin), on pthreads and atomics, so that they
+ * build and are unit-tested without QEMU.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -41,6 +41,34 @@ static inline void qemu_mutex_unlock(QemuMutex *mutex)
     if (pthread_mutex_unlock(&mutex->lock)) {
         abort();
     }
+}
+
+/* QemuSpin: a test-and-set lock, as QEMU's */
+typedef struct QemuSpin {
+    int value;
+} QemuSpin;
+
+static inline void qemu_spin_init(QemuSpin *spin)
+{
+    __atomic_store_n(&spin->value, 0, __ATOMIC_RELAXED);
+}
+
+static inline void qemu_spin_destroy(QemuSpin *spin)
+{
+}
+
+static inline void qemu_spin_lock(QemuSpin *spin)
+{
+    while (__atomic_exchange_n(&spin->value, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&spin->value, __ATOMIC_RELAXED)) {
+            /* spin */
+        }
+    }
+}
+
+static inline void qemu_spin_unlock(QemuSpin *spin)
+{
+    __atomic_store_n(&spin->value, 0, __ATOMIC_RELEASE);
 }
 
 #endif
