@@ -12,8 +12,9 @@
 #define qatomic_read(ptr)       __atomic_load_n(ptr, __ATOMIC_RELAXED)
 #define qatomic_set(ptr, i)     __atomic_store_n(ptr, i, __ATOMIC_RELAXED)
 #define qatomic_load_acquire(ptr) __atomic_load_n(ptr, __ATOMIC_ACQUIRE)
-/* Barriers: for the callers' own comments to explain */
-#define smp_wmb()               __atomic_thread_fence(__ATOMIC_RELEASE)
-#define smp_rmb()               __atomic_thread_fence(__ATOMIC_ACQUIRE)
+/* earlier stores before later stores */
+#define smp_wmb()   __atomic_thread_fence(__ATOMIC_RELEASE)
+/* earlier loads before later loads */
+#define smp_rmb()   __atomic_thread_fence(__ATOMIC_ACQUIRE)
 
 #endif
