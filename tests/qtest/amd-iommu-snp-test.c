@@ -385,9 +385,11 @@ static void expect_event(TestState *s, uint64_t code, uint16_t devid,
     uint32_t tail = mmio_readq(s, MMIO_EVT_TAIL);
     uint64_t q0 = qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail);
     uint64_t q1 = qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail + 8);
+    /* IO_PAGE_FAULT: DW1[15:0] is the DomainID of the DTE (set_dte) */
+    uint64_t domid = code == EVT_IO_PAGE_FAULT ? (uint64_t)DOMID << 32 : 0;
 
     g_assert_cmphex(tail, ==, (s->evt_tail + 16) % (EVTLOG_ENTRIES * 16));
-    g_assert_cmphex(q0, ==, devid | (code << 60) | (flags << 48));
+    g_assert_cmphex(q0, ==, devid | domid | (code << 60) | (flags << 48));
     g_assert_cmphex(q1, ==, addr);
     s->evt_tail = tail;
     /* one MSI per event */
@@ -754,8 +756,8 @@ static void test_dte_mode0_illegal(void)
     g_assert_false(holds(s, spa, 0x11));
     g_assert_true(holds(s, spa, 0x77));
     g_assert_null(take_rmp_fault(s));
-    expect_event(s, EVT_ILLEGAL_DEV_TABLE, EDU_DEVID, 0,
-                 DEVTAB_ADDR + EDU_DEVID * 32);
+    /* the request's address and direction, not the DTE's address */
+    expect_event(s, EVT_ILLEGAL_DEV_TABLE, EDU_DEVID, EVT_FLAG_RW, spa);
     expect_no_event(s);
     test_end(s);
 }
@@ -1685,6 +1687,174 @@ static void test_tables_in_own_mmio(void)
     test_end(s);
 }
 
+/*
+ * Findings of the differential fuzzer (tests/fuzz), checked against the
+ * AMD IOMMU specification's event and table layouts and Linux's
+ * drivers/iommu/amd.
+ */
+
+/* The event-log entry @q0/@q1 is next; DW1[27:16] flags in @flags_mask */
+static void expect_raw_event(TestState *s, uint64_t q0, uint64_t q1,
+                             uint64_t flags_mask)
+{
+    uint64_t mask = ~((~flags_mask & 0xfffULL) << 48);
+    uint32_t tail = mmio_readq(s, MMIO_EVT_TAIL);
+
+    g_assert_cmphex(tail, ==, (s->evt_tail + 16) % (EVTLOG_ENTRIES * 16));
+    g_assert_cmphex(qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail) & mask,
+                    ==, q0 & mask);
+    g_assert_cmphex(qtest_readq(s->qts, EVTLOG_ADDR + s->evt_tail + 8), ==,
+                    q1);
+    s->evt_tail = tail;
+    qtest_writel(s->qts, MSI_ADDR, 0);
+    mmio_writeq(s, MMIO_STATUS, STATUS_EVT_INT);
+    mmio_writeq(s, MMIO_EVT_HEAD, tail);
+}
+
+#define FZ_DOMID    0x1234ULL
+
+/*
+ * IO_PAGE_FAULT carries the DTE's DomainID in DW1[15:0]: Linux's
+ * iommu_print_event() reads EVENT_DOMID_MASK_LO/HI and prints "domain=".
+ */
+static void test_iopf_domain_id(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t iova = SCRATCH_IOVA + 0x10000;     /* not mapped */
+
+    qtest_writeq(s->qts, DEVTAB_ADDR + EDU_DEVID * 32 + 8, FZ_DOMID);
+    inval_devtab_entry(s, EDU_DEVID);
+    dma_read(s, iova);
+    expect_raw_event(s, EDU_DEVID | FZ_DOMID << 32 | EVT_IO_PAGE_FAULT << 60,
+                     iova, 0xfff);
+    expect_no_event(s);
+    test_end(s);
+}
+
+/*
+ * The rights of a translation are the DTE's IR/IW ANDed with those of
+ * every entry of the walk.  A write through a writable leaf under a DTE
+ * (or a PDE) with IW=0 is an IO_PAGE_FAULT on a present page; under SNP
+ * the walk's fault comes first, the RMP is checked on translations only.
+ */
+static void do_write_protect(bool snp, bool in_pde)
+{
+    TestState *s = test_start(snp, NULL);
+    uint64_t l3e = s->root + ((SCRATCH_IOVA >> 30) & 0x1ff) * 8;
+
+    fill(s, page_spa(K4), 0x51);
+    dma_read(s, page_spa(K4) + IOVA_OFFSET);    /* edu's buffer: 0x51... */
+    if (in_pde) {
+        qtest_writeq(s->qts, l3e, qtest_readq(s->qts, l3e) & ~PTE_IW);
+        inval_all_pages(s);
+    } else {
+        set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(3) | s->root |
+                PTE_IR);
+    }
+    if (snp) {
+        /* the page is guest-private too: the RMP would refuse the write */
+        rmp_update(s, SCRATCH_SPA, "4k", true, RMP_ASID, 0, true);
+    }
+    fill(s, SCRATCH_SPA, 0x52);
+    dma_write(s, SCRATCH_IOVA);
+    g_assert_true(holds(s, SCRATCH_SPA, 0x52));
+    g_assert_null(take_rmp_fault(s));
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, EVT_FLAG_PR | EVT_FLAG_RW,
+                 SCRATCH_IOVA);
+    expect_no_event(s);
+    /* reads are allowed */
+    if (snp) {
+        rmp_update(s, SCRATCH_SPA, "4k", false, 0, 0, false);
+    }
+    dma_read(s, SCRATCH_IOVA);
+    expect_no_event(s);
+    test_end(s);
+}
+
+static void test_dte_write_protect_snp_off(void)
+{
+    do_write_protect(false, false);
+}
+
+static void test_dte_write_protect_snp_on(void)
+{
+    do_write_protect(true, false);
+}
+
+static void test_pde_write_protect(void)
+{
+    do_write_protect(false, true);
+}
+
+/*
+ * A PDE may skip levels: a level-3 PDE with NextLevel=1 points straight
+ * at a level-1 table, and IOVA bits 29:21 (the skipped level 2) must be
+ * zero, else the request faults.
+ */
+static void test_level_skip(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t iova = 0x80000000ULL + 5 * K4;     /* L3 index 2, L1 index 5 */
+    uint64_t root = pt_alloc(s);
+    uint64_t l1 = pt_alloc(s);
+    uint64_t spa = page_spa(K4);
+    uint64_t rw = PTE_PR | PTE_IR | PTE_IW;
+
+    qtest_writeq(s->qts, root + 2 * 8, l1 | PTE_NL(1) | rw);
+    qtest_writeq(s->qts, l1 + 5 * 8, spa | rw);
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(3) | root | PTE_IR |
+            PTE_IW);
+
+    fill(s, spa, 0x22);
+    dma_read(s, iova);
+    expect_no_event(s);
+    fill(s, spa, 0);
+    dma_write(s, iova);
+    expect_no_event(s);
+    g_assert_true(holds(s, spa, 0x22));
+
+    /* a skipped IOVA bit set: IO_PAGE_FAULT (PR not pinned) */
+    dma_read(s, iova + M2);
+    expect_raw_event(s, EDU_DEVID | (uint64_t)DOMID << 32 |
+                     EVT_IO_PAGE_FAULT << 60,
+                     iova + M2, ~EVT_FLAG_PR);
+    expect_no_event(s);
+    test_end(s);
+}
+
+/*
+ * ILLEGAL_DEV_TABLE_ENTRY names the request's address (DW2-DW3, printed
+ * by Linux as "address=") and RW, like IO_PAGE_FAULT.  DTE Mode 7 is
+ * reserved: ILLEGAL_DEV_TABLE_ENTRY with RZ=0 (invalid level encoding),
+ * not a DMA dropped without a word.
+ */
+static void do_dte_mode7(bool snp)
+{
+    TestState *s = test_start(snp, NULL);
+    uint64_t spa = page_spa(K4) + 0x300;
+
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(7) | s->root | PTE_IR |
+            PTE_IW);
+    fill(s, spa, 0x71);
+    dma_write(s, spa);
+    g_assert_true(holds(s, spa, 0x71));
+    g_assert_null(take_rmp_fault(s));
+    expect_raw_event(s, EDU_DEVID | EVT_ILLEGAL_DEV_TABLE << 60 |
+                     EVT_FLAG_RW << 48, spa, 0xfff);
+    expect_no_event(s);
+    test_end(s);
+}
+
+static void test_dte_mode7_snp_off(void)
+{
+    do_dte_mode7(false);
+}
+
+static void test_dte_mode7_snp_on(void)
+{
+    do_dte_mode7(true);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1738,5 +1908,17 @@ int main(int argc, char **argv)
                        bench_walk_snp_off);
         qtest_add_func("/amd-iommu-snp/perf/walk-snp-on", bench_walk_snp_on);
     }
+    qtest_add_func("/amd-iommu/fuzz/iopf-domain-id", test_iopf_domain_id);
+    qtest_add_func("/amd-iommu/fuzz/dte-write-protect/snp-off",
+                   test_dte_write_protect_snp_off);
+    qtest_add_func("/amd-iommu/fuzz/dte-write-protect/snp-on",
+                   test_dte_write_protect_snp_on);
+    qtest_add_func("/amd-iommu/fuzz/pde-write-protect",
+                   test_pde_write_protect);
+    qtest_add_func("/amd-iommu/fuzz/level-skip", test_level_skip);
+    qtest_add_func("/amd-iommu/fuzz/dte-mode7/snp-off",
+                   test_dte_mode7_snp_off);
+    qtest_add_func("/amd-iommu/fuzz/dte-mode7/snp-on",
+                   test_dte_mode7_snp_on);
     return g_test_run();
 }
