@@ -4,6 +4,7 @@
 #   make          build the fork and run the demonstration (the main job)
 #   make check    build and run every test
 #   make bench    print the benchmark figures
+#   make fuzz     the fuzzing campaigns (FUZZ_TIME=SECONDS; see README.md)
 
 BUILD    ?= build
 QEMU_SRC  = subprojects/qemu
@@ -15,13 +16,30 @@ QTESTS    = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test bios-tables-t
             device-introspect-test
 NINJA_TARGETS = qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
 
+# The sanitizer build (configure --sanitize): ASan + UBSan without recovery
+ASAN_BLD  = $(BUILD)/qemu-asan
+CORE_ASAN = $(BUILD)/core-asan
+ASAN_QTESTS = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test
+# QEMU's own teardown leaks are not ours: leak checks run on the unit tests
+SAN_ENV   = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The differential fuzzer's seeded set, as make check runs it
+DIFFFUZZ_SEEDED = --seed 1 --programs 60 --minimize 0
+
+# The fuzzing build (configure --fuzzing): clang-14, libFuzzer, ASan, UBSan
+FUZZ_BLD  = $(BUILD)/qemu-fuzz
+# make fuzz runs this long (seconds); the default is a long campaign
+FUZZ_TIME ?= 28800
+
 SYS_BLD   = $(BUILD)/system
 TESTBED   = /usr/bin/python3 tests/system/testbed.py \
             $(QEMU_BLD)/qemu-system-x86_64 $(SYS_BLD)/bzImage \
             $(SYS_BLD)/initramfs.gz
 
 .PHONY: all build testbed demo demo-qtest check check-unit check-qtest \
-        check-system bench checkpatch clean
+        check-system bench checkpatch clean build-asan check-asan \
+        check-asan-unit check-asan-qtest check-asan-difffuzz \
+        check-asan-qmpfuzz build-fuzz fuzz
 
 all: build demo
 
@@ -61,7 +79,43 @@ check-qtest: build
 check-system: testbed
 	$(TESTBED)
 
-check: check-unit check-qtest check-system
+check: check-unit check-qtest check-system check-asan
+
+# The same tree under ASan + UBSan: unit tests, our qtests, the
+# differential fuzzer's seeded set and the QMP fuzzer's corpus
+build-asan: build
+	./configure --build-dir=$(CURDIR)/$(BUILD) --sanitize >/dev/null
+	ninja -C $(ASAN_BLD) qemu-system-x86_64 \
+	    $(addprefix tests/qtest/,$(ASAN_QTESTS))
+	ninja -C $(CORE_ASAN)
+
+check-asan: check-asan-unit check-asan-qtest check-asan-difffuzz \
+            check-asan-qmpfuzz
+
+check-asan-unit: build-asan
+	meson test -C $(CORE_ASAN) --print-errorlogs --timeout-multiplier 10
+
+check-asan-qtest: build-asan
+	$(SAN_ENV) RUN_QTESTS="$(ASAN_QTESTS)" \
+	    scripts/run-qtests.sh $(QEMU_SRC) $(CURDIR)/$(ASAN_BLD)
+
+check-asan-difffuzz: build-asan
+	$(SAN_ENV) /usr/bin/python3 tests/fuzz/difffuzz.py \
+	    --qemu $(ASAN_BLD)/qemu-system-x86_64 $(DIFFFUZZ_SEEDED)
+
+check-asan-qmpfuzz: build-asan
+	$(SAN_ENV) /usr/bin/python3 tests/fuzz/qmpfuzz.py \
+	    --qemu $(ASAN_BLD)/qemu-system-x86_64 --seed 1 --programs 8 \
+	    --out $(BUILD)/qmpfuzz-check
+
+# Fuzzing: generic-fuzz (libFuzzer) with the differential and QMP fuzzers
+build-fuzz: build-asan
+	./configure --build-dir=$(CURDIR)/$(BUILD) --sanitize --fuzzing \
+	    >/dev/null
+	ninja -C $(FUZZ_BLD) qemu-fuzz-x86_64
+
+fuzz: build-fuzz
+	@scripts/fuzz.sh $(CURDIR)/$(BUILD) $(FUZZ_TIME)
 
 bench: testbed
 	$(CORE_BLD)/bench-snp-rmp
