@@ -21,6 +21,16 @@
  *   dma-write IOVA       edu writes 64 bytes of its buffer to IOVA
  *   read-dev PATH        read a block device whole (O_DIRECT, 1M at a
  *                        time): bytes, seconds and a checksum
+ *   stress-dev PATH SECS SEED
+ *                        for SECS seconds, STRESS_WORKERS processes write
+ *                        random extents of their slice of a block device
+ *                        (O_DIRECT) with patterns that name block and
+ *                        generation, and read random extents back, each
+ *                        verified; then every block is verified once more:
+ *                        writes, reads, MiB written, MiB read, mismatches
+ *   sh COMMAND...        run COMMAND with /bin/sh, each line of its output
+ *                        (stdout and stderr) prefixed with "| ": its exit
+ *                        status ("ok exit N")
  *
  * The buffer is 128M of 2M hugetlb pages: each physically contiguous, so
  * the IO page size the kernel picks follows from the areas (the harness
@@ -40,6 +50,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/iommufd.h>
@@ -270,9 +281,241 @@ static int read_dev(const char *path)
     return 0;
 }
 
+/* stress-dev: verified O_DIRECT writes and reads from several processes */
+#define STRESS_WORKERS  4
+#define STRESS_BLK      4096
+#define STRESS_MAX      (256 * 1024)    /* largest extent */
+
+struct stress_result {
+    uint64_t writes, reads, wbytes, rbytes, mismatches;
+};
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+/* the content of block @blk at generation @gen: every word names both */
+static void stress_fill(uint64_t *p, uint64_t blk, uint32_t gen)
+{
+    uint64_t h = mix64(blk * 0x9e3779b97f4a7c15ULL + gen);
+
+    for (unsigned i = 0; i < STRESS_BLK / 8; i++) {
+        p[i] = h + i * 0x100000001b3ULL;
+    }
+    p[0] = blk;
+    p[1] = gen;
+}
+
+static uint64_t stress_mismatch(const uint64_t *p, uint64_t blk, uint32_t gen,
+                                const char *when)
+{
+    uint64_t want[STRESS_BLK / 8];
+
+    stress_fill(want, blk, gen);
+    if (!memcmp(p, want, STRESS_BLK)) {
+        return 0;
+    }
+    for (unsigned i = 0; i < STRESS_BLK / 8; i++) {
+        if (p[i] != want[i]) {
+            printf("# mismatch (%s) block %" PRIu64 " gen %u word %u: "
+                   "%016" PRIx64 ", expected %016" PRIx64 " (block %" PRIu64
+                   " gen %" PRIu64 " in the data)\n", when, blk, gen, i,
+                   p[i], want[i], p[0], p[1]);
+            break;
+        }
+    }
+    return 1;
+}
+
+static void stress_worker(int fd, uint64_t first, uint64_t nblk, int secs,
+                          uint64_t seed, struct stress_result *r)
+{
+    uint32_t *gen = calloc(nblk, sizeof(*gen));
+    uint8_t *wbuf = mmap(NULL, STRESS_MAX, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *rbuf = mmap(NULL, STRESS_MAX, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t x = mix64(seed) | 1;
+    struct timespec t0, t;
+
+    memset(r, 0, sizeof(*r));
+    /* generation 1 everywhere: known contents before the random phase */
+    for (uint64_t b = 0; b < nblk; b += STRESS_MAX / STRESS_BLK) {
+        uint64_t n = nblk - b < STRESS_MAX / STRESS_BLK ?
+                     nblk - b : STRESS_MAX / STRESS_BLK;
+
+        for (uint64_t i = 0; i < n; i++) {
+            gen[b + i] = 1;
+            stress_fill((uint64_t *)(wbuf + i * STRESS_BLK), first + b + i, 1);
+        }
+        if (pwrite(fd, wbuf, n * STRESS_BLK, (first + b) * STRESS_BLK) !=
+            (ssize_t)(n * STRESS_BLK)) {
+            printf("# write error at block %" PRIu64 ": %s\n", first + b,
+                   strerror(errno));
+            r->mismatches++;
+            return;
+        }
+        r->writes++;
+        r->wbytes += n * STRESS_BLK;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        uint64_t b, n;
+        bool wr;
+
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        n = 1 + (x >> 8) % (STRESS_MAX / STRESS_BLK);
+        if (n > nblk) {
+            n = nblk;
+        }
+        b = (x >> 24) % (nblk - n + 1);
+        wr = x & 1;
+        if (wr) {
+            for (uint64_t i = 0; i < n; i++) {
+                gen[b + i]++;
+                stress_fill((uint64_t *)(wbuf + i * STRESS_BLK),
+                            first + b + i, gen[b + i]);
+            }
+            if (pwrite(fd, wbuf, n * STRESS_BLK, (first + b) * STRESS_BLK) !=
+                (ssize_t)(n * STRESS_BLK)) {
+                printf("# write error at block %" PRIu64 ": %s\n", first + b,
+                       strerror(errno));
+                r->mismatches++;
+                break;
+            }
+            r->writes++;
+            r->wbytes += n * STRESS_BLK;
+        }
+        /* read back what was just written, or a random extent */
+        memset(rbuf, 0xa5, n * STRESS_BLK);
+        if (pread(fd, rbuf, n * STRESS_BLK, (first + b) * STRESS_BLK) !=
+            (ssize_t)(n * STRESS_BLK)) {
+            printf("# read error at block %" PRIu64 ": %s\n", first + b,
+                   strerror(errno));
+            r->mismatches++;
+            break;
+        }
+        r->reads++;
+        r->rbytes += n * STRESS_BLK;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t *p = (uint64_t *)(rbuf + i * STRESS_BLK);
+
+            r->mismatches += stress_mismatch(p, first + b + i, gen[b + i],
+                                             wr ? "read back" : "read");
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < secs && r->mismatches < 16);
+    /* every block once more */
+    for (uint64_t b = 0; b < nblk && r->mismatches < 16;
+         b += STRESS_MAX / STRESS_BLK) {
+        uint64_t n = nblk - b < STRESS_MAX / STRESS_BLK ?
+                     nblk - b : STRESS_MAX / STRESS_BLK;
+
+        if (pread(fd, rbuf, n * STRESS_BLK, (first + b) * STRESS_BLK) !=
+            (ssize_t)(n * STRESS_BLK)) {
+            printf("# read error at block %" PRIu64 ": %s\n", first + b,
+                   strerror(errno));
+            r->mismatches++;
+            break;
+        }
+        r->reads++;
+        r->rbytes += n * STRESS_BLK;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t *p = (uint64_t *)(rbuf + i * STRESS_BLK);
+
+            r->mismatches += stress_mismatch(p, first + b + i, gen[b + i],
+                                             "final");
+        }
+    }
+}
+
+static int stress_dev(const char *path, int secs, uint64_t seed)
+{
+    int fd = open(path, O_RDWR | O_DIRECT);
+    struct stress_result *res, sum = { 0 };
+    uint64_t nblk, slice;
+    pid_t pid[STRESS_WORKERS];
+    int bad = 0;
+
+    if (fd < 0) {
+        return fail("open");
+    }
+    nblk = lseek(fd, 0, SEEK_END) / STRESS_BLK;
+    slice = nblk / STRESS_WORKERS;
+    if (slice < STRESS_MAX / STRESS_BLK) {
+        errno = ENOSPC;
+        return fail("device too small");
+    }
+    res = mmap(NULL, sizeof(*res) * STRESS_WORKERS, PROT_READ | PROT_WRITE,
+               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    fflush(stdout);
+    for (int w = 0; w < STRESS_WORKERS; w++) {
+        pid[w] = fork();
+        if (pid[w] == 0) {
+            stress_worker(fd, w * slice, slice, secs, seed + w, &res[w]);
+            fflush(stdout);
+            _exit(0);
+        }
+    }
+    for (int w = 0; w < STRESS_WORKERS; w++) {
+        int status;
+
+        if (pid[w] < 0 || waitpid(pid[w], &status, 0) < 0 ||
+            !WIFEXITED(status) || WEXITSTATUS(status)) {
+            bad++;
+            continue;
+        }
+        sum.writes += res[w].writes;
+        sum.reads += res[w].reads;
+        sum.wbytes += res[w].wbytes;
+        sum.rbytes += res[w].rbytes;
+        sum.mismatches += res[w].mismatches;
+    }
+    close(fd);
+    munmap(res, sizeof(*res) * STRESS_WORKERS);
+    if (bad) {
+        errno = ECHILD;
+        return fail("stress worker");
+    }
+    printf("ok %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+           sum.writes, sum.reads, sum.wbytes >> 20, sum.rbytes >> 20,
+           sum.mismatches);
+    return 0;
+}
+
+static int run_sh(const char *command)
+{
+    char cmdline[4200], out[1024];
+    FILE *p;
+    int status;
+
+    snprintf(cmdline, sizeof(cmdline), "(%s) 2>&1 </dev/null", command);
+    fflush(stdout);
+    p = popen(cmdline, "r");
+    if (!p) {
+        return fail("popen");
+    }
+    while (fgets(out, sizeof(out), p)) {
+        out[strcspn(out, "\n")] = 0;
+        printf("| %s\n", out);
+    }
+    status = pclose(p);
+    if (status < 0) {
+        return fail("pclose");
+    }
+    printf("ok exit %d\n", WIFEXITED(status) ? WEXITSTATUS(status)
+                                             : 128 + WTERMSIG(status));
+    return 0;
+}
+
 int main(void)
 {
-    char line[256], cmd[32], arg[64];
+    char line[4096], cmd[32], arg[64];
     uint64_t a, b, c;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -311,6 +554,13 @@ int main(void)
         } else if (!strcmp(cmd, "read-dev") &&
                    sscanf(line, "%*s %63s", arg) == 1) {
             read_dev(arg);
+        } else if (!strcmp(cmd, "stress-dev") &&
+                   sscanf(line, "%*s %63s %" SCNi64 " %" SCNi64, arg, &a,
+                          &b) == 3) {
+            stress_dev(arg, a, b);
+        } else if (!strcmp(cmd, "sh") && strlen(line) > 3) {
+            line[strcspn(line, "\n")] = 0;
+            run_sh(line + 3);
         } else if (!strcmp(cmd, "quit")) {
             printf("ok\n");
             return 0;

@@ -9,6 +9,13 @@ harness plays KVM: it changes the RMP over QMP between the guest's steps,
 and asserts the guest kernel's own log lines and the fork's SNP_RMP_FAULT
 events.
 
+A second boot adds a virtio-blk disk on an IOThread behind the amd-iommu
+and hides the top of RAM from the guest kernel: viommu-notifier runs the
+fork inside the guest with vfio-pci behind its own amd-iommu (snp=on must
+refuse it), iothread-stress races the disk's DMA, translated outside the
+BQL, against QMP changes of the RMP.  A scenario that ends with the fork
+dead or hung prints a backtrace of its threads (gdb, core dumps).
+
 Usage: testbed.py QEMU BZIMAGE INITRAMFS [--demo] [SCENARIO...]
 Prints TAP and a closing "N passed, N failed" line.
 """
@@ -28,6 +35,7 @@ BOOT_TIMEOUT = 120
 STEP_TIMEOUT = 30
 KVM_PROBE_TIMEOUT = 10
 INNER_TIMEOUT = 300
+QMP_TIMEOUT = 60
 M2 = 2 << 20
 K4 = 4096
 IOVA = 0x40000000           # 1G-aligned: any area size keeps its alignment
@@ -38,12 +46,23 @@ class TestbedError(Exception):
     pass
 
 
+class TestbedHang(TestbedError):
+    """No answer in time: the fork's threads are worth a look"""
+
+
+class TestbedGone(TestbedError):
+    """The fork exited: its core dump is worth a look"""
+
+
 class Fork:
     """The fork running the test guest, with its console and QMP."""
 
     def __init__(self, qemu, kernel, initrd, accel, inner=None, snp=True,
-                 extra=()):
+                 extra=(), append=""):
         self.tmp = tempfile.mkdtemp(prefix="snp-testbed-")
+        # the fork runs in self.tmp
+        qemu, kernel, initrd = [os.path.abspath(p) for p in
+                                (qemu, kernel, initrd)]
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
         self.inner_qtest_path = os.path.join(self.tmp, "inner-qtest.sock")
         self.inner_qmp_path = os.path.join(self.tmp, "inner-qmp.sock")
@@ -59,16 +78,20 @@ class Fork:
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
                 "-kernel", kernel, "-initrd", initrd,
                 "-append", "console=ttyS0 panic=-1 quiet loglevel=4" +
-                (" snp_inner=%s" % inner if inner else ""),
+                (" snp_inner=%s" % inner if inner else "") +
+                (" " + append if append else ""),
                 "-object", "snp-rmp,id=rmp0",
                 "-device", "amd-iommu,dma-remap=on" +
                 (",snp=on,rmp=rmp0" if snp else ""),
                 "-device", "edu,id=edu0,addr=04.0,dma_mask=0xffffffffff",
                 "-no-reboot"] + list(extra)
         args += ["-cpu", "host" if accel == "kvm" else "max"]
+        self.qemu = qemu
+        # a core dump, should the fork crash, lands in self.tmp
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, cwd=self.tmp,
+                                     preexec_fn=_allow_core)
         threading.Thread(target=self._read_console, daemon=True).start()
         self.qmp = None
         deadline = time.time() + 10
@@ -81,6 +104,7 @@ class Fork:
                 time.sleep(0.05)
         if self.qmp is None:
             raise TestbedError("no QMP socket from the fork")
+        self.qmp.settimeout(QMP_TIMEOUT)    # a hung fork fails, not hangs
         self.qmp_file = self.qmp.makefile("rw")
         self._qmp_read()                # greeting
         self.execute("qmp_capabilities")
@@ -93,9 +117,12 @@ class Fork:
         self.lines.put(None)
 
     def _qmp_read(self):
-        line = self.qmp_file.readline()
+        try:
+            line = self.qmp_file.readline()
+        except OSError as e:            # socket.timeout included
+            raise TestbedHang("QMP: %s" % (e or "timeout"))
         if not line:
-            raise TestbedError("QMP connection closed")
+            raise TestbedGone("QMP connection closed")
         return json.loads(line)
 
     def execute(self, cmd, **args):
@@ -125,13 +152,13 @@ class Fork:
         while True:
             left = deadline - time.time()
             if left <= 0:
-                raise TestbedError("timeout waiting for %r" % pattern)
+                raise TestbedHang("timeout waiting for %r" % pattern)
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
                 continue
             if line is None:
-                raise TestbedError("the fork exited waiting for %r" % pattern)
+                raise TestbedGone("the fork exited waiting for %r" % pattern)
             if rx.search(line):
                 return line
 
@@ -147,6 +174,50 @@ class Fork:
     def log_since(self, mark):
         return self.console[mark:]
 
+    def sh(self, command, timeout=STEP_TIMEOUT):
+        """Run a shell command in the guest: (exit status, output lines)"""
+        mark = len(self.console)
+        answer = self.cmd("sh " + command, timeout)
+        out = [l[2:] for l in self.console[mark:] if l.startswith("| ")]
+        return int(answer.split()[1]), out
+
+    def post_mortem(self):
+        """What the fork's state says when a scenario failed: its exit, a
+        backtrace of every thread (gdb on the live process, or on its
+        core dump), and its own messages from the console."""
+        out = []
+        try:
+            rc = self.proc.wait(timeout=5)      # its console may end first
+        except subprocess.TimeoutExpired:
+            rc = None
+        gdb = ["gdb", "-batch", "-nx", "-ex", "thread apply all bt"]
+        if rc is None:
+            out.append("the fork is still running (pid %d); its threads:"
+                       % self.proc.pid)
+            cmdline = gdb + ["-p", str(self.proc.pid)]
+        else:
+            out.append("the fork exited with %s" %
+                       ("signal %d" % -rc if rc < 0 else "status %d" % rc))
+            cores = [c for c in os.listdir(self.tmp) if c.startswith("core")]
+            cmdline = gdb + [self.qemu, os.path.join(self.tmp, cores[0])] \
+                if cores else None
+            if not cores:
+                out.append("no core dump in %s" % self.tmp)
+        if cmdline:
+            try:
+                r = subprocess.run(cmdline, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, timeout=120)
+                out += [l for l in r.stdout.decode(errors="replace")
+                        .splitlines() if l.startswith(("Thread", "#"))]
+            except (OSError, subprocess.TimeoutExpired) as e:
+                out.append("gdb: %s" % e)
+        own = [l for l in self.console if "qemu-system" in l or
+               "assert" in l.lower() or "Sanitizer" in l]
+        if own:
+            out.append("the fork's own messages (stderr):")
+            out += own[-40:]
+        return out
+
     def close(self):
         try:
             self.proc.stdin.write(b"quit\n")
@@ -155,6 +226,12 @@ class Fork:
         except Exception:
             self.proc.kill()
         self.proc.wait()
+
+
+def _allow_core():
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,
+                                              resource.RLIM_INFINITY))
 
 
 class LineChannel:
@@ -174,7 +251,7 @@ class LineChannel:
         while b"\n" not in self.buf:
             left = deadline - time.time()
             if left <= 0:
-                raise TestbedError("no answer on %s" % self.sock.getpeername())
+                raise TestbedHang("no answer on %s" % self.sock.getpeername())
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
@@ -563,10 +640,194 @@ def engine_in_the_loop(s, mode):
         raise TestbedError("the guest kernel logged %s" % logged[0])
 
 
+# The virtio-blk boot: a disk on an IOThread behind the amd-iommu, and the
+# top of guest RAM hidden from the guest kernel (mem=) for the harness to
+# change the RMP of while the disk's DMA goes on.  -m 3G on q35: 2G below
+# 4G, 1G from 4G on.
+RAM_END = 0x140000000
+HAMMER_BASE = 0x130000000           # [HAMMER_BASE, RAM_END): not the guest's
+DISK_MB = 64
+STRESS_SECS = 30
+
+
+def blk_boot_args(tmp):
+    img = os.path.join(tmp, "disk.img")
+    with open(img, "wb") as fimg:
+        fimg.truncate(DISK_MB << 20)
+    extra = ["-machine", "dump-guest-core=off",
+             "-object", "iothread,id=io0",
+             "-drive", "file=%s,if=none,id=d0,format=raw,cache=none,"
+             "aio=threads" % img,
+             "-device", "virtio-blk-pci,drive=d0,iothread=io0,"
+             "iommu_platform=on,disable-legacy=on"]
+    # iommu.strict=1: an IOTLB invalidation after every unmap, so that the
+    # guest's own commands race the IOThread's lookups too
+    append = "mem=%dM iommu.strict=1" % (HAMMER_BASE >> 20)
+    return img, extra, append
+
+
+def guest_edu(f):
+    for l in f.console:
+        m = re.match(r"edu (\S+) -> .*vfio-pci", l)
+        if m:
+            return m.group(1)
+    raise TestbedError("edu is not bound to vfio-pci in the guest")
+
+
+NOTIFIER_ERROR = ("device 00.05.0 maps guest IO page tables into the host "
+                  "IOMMU, which bypasses the RMP checks of amd-iommu snp=on")
+
+
+def scenario_viommu_notifier(s):
+    """Defect 6: vfio-pci behind the fork's own amd-iommu, in the guest
+    (the inner fork, on the guest's real vfio-pci edu): with snp=on its MAP
+    notifier is refused with a clear error, on a type1 container and on
+    iommufd; with snp=off the same command line starts (control)."""
+    f = s.f
+    edu = guest_edu(f)
+    for container in ("legacy", "iommufd"):
+        for snp in (True, False):
+            dev = "vfio-pci,host=%s,id=edu0,addr=05.0" % edu
+            backend = ""
+            if container == "iommufd":
+                backend = "-object iommufd,id=fd0 "
+                dev += ",iommufd=fd0"
+            qmp = "'%s'" % "' '".join(json.dumps({"execute": c}) for c in
+                                      ("qmp_capabilities", "query-pci",
+                                       "quit"))
+            cmd = ("printf '%%s\\n' %s | timeout %d /bin/qemu-system-x86_64 "
+                   "-L /share -M q35 -accel qtest -display none -nodefaults "
+                   "-m 64M -qmp stdio -object snp-rmp,id=rmp0 "
+                   "-device amd-iommu,dma-remap=on,%s %s-device %s" %
+                   (qmp, STEP_TIMEOUT, "snp=on,rmp=rmp0" if snp else "snp=off",
+                    backend, dev))
+            t0 = time.time()
+            rc, out = f.sh(cmd, STEP_TIMEOUT + 30)
+            took = time.time() - t0
+            text = "\n".join(out)
+            what = "snp=%s, %s" % ("on" if snp else "off", container)
+            if rc >= 124:
+                raise TestbedError("inner fork (%s): exit %d (timeout or "
+                                   "signal): %s" % (what, rc, text[-2000:]))
+            if snp:
+                if rc == 0 or NOTIFIER_ERROR not in text:
+                    raise TestbedError("inner fork (%s) was not refused with "
+                                       "%r: exit %d: %s" %
+                                       (what, NOTIFIER_ERROR, rc,
+                                        text[-2000:]))
+                if '"qdev_id": "edu0"' in text:
+                    raise TestbedError("inner fork (%s) realized vfio-pci: %s"
+                                       % (what, text[-2000:]))
+                line = [l for l in out if NOTIFIER_ERROR in l][0]
+                s.say("    %s: refused in %.1f s, exit %d: %s" %
+                      (what, took, rc, line))
+            else:
+                if rc != 0 or '"qdev_id": "edu0"' not in text or \
+                        "bypasses the RMP" in text:
+                    raise TestbedError("inner fork (%s) did not start with "
+                                       "vfio-pci edu0: exit %d: %s" %
+                                       (what, rc, text[-2000:]))
+                s.say("    %s: started in %.1f s, query-pci lists edu0" %
+                      (what, took))
+
+
+def scenario_iothread_stress(s):
+    """Defect 8: virtio-blk on an IOThread translates through the amd-iommu
+    (snp=on) outside the BQL while QMP changes the RMP of RAM the guest
+    does not use: verified O_DIRECT writes and reads in the guest for
+    30 s (STRESS_SECS) against snp-rmp-update (2M and 4K, assigned and
+    not), snp-rmp-psmash and query-snp-rmp in a loop.  A stress test, not
+    a proof; a crash or hang prints the fork's threads."""
+    f = s.f
+    # the hammered RAM is the fork's and not the guest kernel's
+    f.execute("query-snp-rmp", spa=RAM_END - K4, count=1)
+    rc, iomem = f.sh("grep 'System RAM' /proc/iomem")
+    for l in iomem:
+        lo, hi = [int(x, 16) for x in l.split()[0].split("-")]
+        if hi >= HAMMER_BASE and lo < RAM_END:
+            raise TestbedError("the guest kernel uses %s" % l)
+    if rc or not iomem:
+        raise TestbedError("no System RAM in the guest's /proc/iomem")
+    stop = threading.Event()
+    hammer = {"ops": 0, "rounds": 0, "error": None}
+    regions = (RAM_END - HAMMER_BASE) // M2
+
+    def hammer_rmp():
+        i = 0
+        try:
+            while not stop.is_set():
+                r = HAMMER_BASE + (i % regions) * M2
+                page = r + ((i * 37) % 512) * K4
+                f.execute("snp-rmp-update", spa=r, assigned=False,
+                          **{"page-size": "2m"})
+                f.execute("query-snp-rmp", spa=r, count=4)
+                f.execute("snp-rmp-psmash", spa=r)
+                f.execute("snp-rmp-update", spa=page, assigned=True, asid=1,
+                          gpa=page - HAMMER_BASE, validated=True,
+                          **{"page-size": "4k"})
+                f.execute("query-snp-rmp", spa=r, count=512)
+                f.execute("snp-rmp-update", spa=page, assigned=False,
+                          **{"page-size": "4k"})
+                f.execute("snp-rmp-update", spa=r, assigned=False,
+                          **{"page-size": "2m"})
+                if i % 8 == 7:
+                    # smashed again and left at 4K, as it started
+                    f.execute("snp-rmp-psmash", spa=r)
+                hammer["ops"] += 7 + (i % 8 == 7)
+                i += 1
+                hammer["rounds"] = i
+        except TestbedError as e:
+            hammer["error"] = e
+
+    t = threading.Thread(target=hammer_rmp, daemon=True)
+    mark = len(f.console)
+    t0 = time.time()
+    t.start()
+    try:
+        answer = f.cmd("stress-dev /dev/vda %d %d" % (STRESS_SECS, 0x5eed),
+                       STRESS_SECS + 90)
+    finally:
+        stop.set()
+        t.join(QMP_TIMEOUT + 5)
+    took = time.time() - t0
+    if t.is_alive():
+        raise TestbedHang("the QMP hammer hangs (%d ops done)" %
+                          hammer["ops"])
+    if hammer["error"]:
+        raise type(hammer["error"])("QMP failed after %d RMP operations: %s"
+                                    % (hammer["ops"], hammer["error"]))
+    writes, reads, wmb, rmb, bad = [int(x) for x in answer.split()]
+    s.say("    %.1f s: the guest wrote %d MiB in %d requests and read %d MiB "
+          "in %d, all verified, %d mismatches; QMP ran %d RMP operations "
+          "on %#x-%#x meanwhile (%.0f/s)" %
+          (took, wmb, writes, rmb, reads, bad, hammer["ops"], HAMMER_BASE,
+           RAM_END - 1, hammer["ops"] / took))
+    if bad:
+        lines = [l for l in f.log_since(mark) if l.startswith("# ")]
+        raise TestbedError("%d blocks read back wrong: %s" %
+                           (bad, "; ".join(lines[:4])))
+    if hammer["ops"] < 1000:
+        raise TestbedError("only %d RMP operations during the I/O" %
+                           hammer["ops"])
+    events = f.take_events("SNP_RMP_FAULT")
+    if events:
+        raise TestbedError("%d SNP_RMP_FAULT events, first %s" %
+                           (len(events), events[0]["data"]))
+    logged = [l for l in f.log_since(mark) if "RMP_PAGE_FAULT" in l or
+              "IO_PAGE_FAULT" in l or "Event logged" in l]
+    if logged:
+        raise TestbedError("the guest kernel logged %s" % logged[0])
+    f.execute("query-status")           # still alive and answering
+
+
 SCENARIOS = {
     "2023-bug": scenario_2023_bug,
     "page-size-rules": scenario_page_size_rules,
+    "viommu-notifier": scenario_viommu_notifier,
+    "iothread-stress": scenario_iothread_stress,
 }
+# the scenarios of the virtio-blk boot: snp-dma leaves edu alone
+BLK_SCENARIOS = ["viommu-notifier", "iothread-stress"]
 INNER_SCENARIOS = ["shared", "all", "off", "legacy-shared", "hitless-shared",
                    "legacy-hitless-shared"]
 
@@ -600,17 +861,31 @@ def kvm_boots(qemu, kernel, initrd):
                     "no console output"))
 
 
-def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first):
+def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first,
+             blk=False):
     """Boot the guest once and run @names in it; returns (passed, failed)"""
     passed = failed = 0
     start = time.time()
-    f = Fork(qemu, kernel, initrd, accel, inner)
+    img = None
+    extra, append = [], ""
+    if blk:
+        img, extra, append = blk_boot_args(tempfile.mkdtemp(
+            prefix="snp-testbed-blk-", dir="/dev/shm"))
+    try:
+        f = Fork(qemu, kernel, initrd, accel, inner, extra=extra,
+                 append=append)
+    except BaseException:
+        if img:
+            os.unlink(img)
+            os.rmdir(os.path.dirname(img))
+        raise
     s = Scenario(f, demo)
     try:
-        s.boot(vfio=not inner)
+        s.boot(vfio=not inner and not blk)
         if demo:
             print("booted in %.1f s (%s)" % (time.time() - start, accel))
         for i, name in enumerate(names, first):
+            t_scenario = time.time()
             try:
                 if inner:
                     if demo:
@@ -622,13 +897,25 @@ def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first):
                     if demo:
                         print("== %s: %s" % (name, SCENARIOS[name].__doc__))
                     SCENARIOS[name](s)
-                print("ok %d - %s" % (i, name), flush=True)
+                print("ok %d - %s (%.1f s)" % (i, name,
+                                               time.time() - t_scenario),
+                      flush=True)
                 passed += 1
             except TestbedError as e:
                 print("not ok %d - %s: %s" % (i, name, e))
                 print("# last console lines:")
                 for l in f.console[-20:]:
                     print("#   " + l)
+                if f.proc.poll() is not None or \
+                        isinstance(e, (TestbedHang, TestbedGone)):
+                    for l in f.post_mortem():
+                        print("#   " + l)
+                else:
+                    own = [l for l in f.console if "qemu-system" in l]
+                    if own:
+                        print("# the fork's own messages (stderr):")
+                        for l in own[-40:]:
+                            print("#   " + l)
                 failed += 1
     except TestbedError as e:
         print("not ok - boot: %s" % e)
@@ -638,6 +925,9 @@ def run_boot(qemu, kernel, initrd, accel, demo, names, inner, first):
         failed += len(names)
     finally:
         f.close()
+        if img:
+            os.unlink(img)
+            os.rmdir(os.path.dirname(img))
     return passed, failed
 
 
@@ -711,10 +1001,16 @@ def main(argv):
         if not ok:
             print("# KVM not used: %s; running under TCG" % why)
     print("1..%d" % len(names))
-    plain = [n for n in names if not n.startswith("engine-")]
+    plain = [n for n in names if not n.startswith("engine-") and
+             n not in BLK_SCENARIOS]
+    blk = [n for n in names if n in BLK_SCENARIOS]
     passed = failed = 0
     if plain:
         p, fl = run_boot(qemu, kernel, initrd, accel, demo, plain, None, 1)
+        passed, failed = passed + p, failed + fl
+    if blk:
+        p, fl = run_boot(qemu, kernel, initrd, accel, demo, blk, None,
+                         passed + failed + 1, blk=True)
         passed, failed = passed + p, failed + fl
     for n in names:
         if n.startswith("engine-"):
