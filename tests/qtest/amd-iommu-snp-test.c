@@ -40,6 +40,7 @@
 #define CTRL_CMDBUF_EN      (1ULL << 12)
 #define STATUS_EVT_OVF      (1ULL << 0)
 #define STATUS_EVT_INT      (1ULL << 1)
+#define STATUS_EVT_RUN      (1ULL << 3)
 
 #define EFR_SNP_SUP         (1ULL << 63)
 
@@ -704,10 +705,22 @@ static void test_event_log_overflow(void)
     g_assert_cmphex(qtest_readl(s->qts, MSI_ADDR), ==, MSI_DATA);
     /* the DMA was still aborted and reported through QMP */
     g_assert_nonnull(take_rmp_fault(s));
+    /*
+     * Logging stopped: EventLogRun is clear, which is what Linux's
+     * amd_iommu_restart_log() waits for before it restarts the log.
+     */
+    g_assert_false(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_RUN);
 
-    /* software drains the log and clears the overflow: logging resumes */
+    /*
+     * Software drains the log and restarts it as Linux does: EventLogEn
+     * off, EventOverflow cleared, EventLogEn on.  Logging resumes.
+     */
     mmio_writeq(s, MMIO_EVT_HEAD, i * 16);
+    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_CMDBUF_EN);
     mmio_writeq(s, MMIO_STATUS, STATUS_EVT_OVF | STATUS_EVT_INT);
+    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN |
+                CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
+    g_assert_true(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_RUN);
     qtest_writel(s->qts, MSI_ADDR, 0);
     s->evt_tail = i * 16;
     dma_write(s, iova);
