@@ -1868,6 +1868,29 @@ static void test_dte_mode7_snp_on(void)
     do_dte_mode7(true);
 }
 
+/*
+ * A new event log base takes effect at once, whatever STATUS says: here
+ * while EventLogInt of an earlier event is still set.  The next event goes
+ * to the new log.
+ */
+static void test_evtlog_new_base(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t new_log = EVTLOG_ADDR + 0x4000;
+
+    dma_read(s, 0x5400000000ULL);           /* an IO_PAGE_FAULT */
+    g_assert_true(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_INT);
+    qtest_memset(s->qts, new_log, 0, K4);
+    /* as Linux's iommu_enable_event_buffer(): base, then head and tail */
+    mmio_writeq(s, MMIO_EVTLOG, new_log | 8ULL << 56);
+    mmio_writeq(s, MMIO_EVT_HEAD, 0);
+    mmio_writeq(s, MMIO_EVT_TAIL, 0);
+    dma_read(s, 0x5400001000ULL);
+    g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), ==, 16);
+    g_assert_cmphex(qtest_readq(s->qts, new_log + 8), ==, 0x5400001000ULL);
+    test_end(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1914,6 +1937,7 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu/large-pte-all-ones", test_large_pte_all_ones);
     qtest_add_func("/edu/dma-out-of-range", test_edu_dma_out_of_range);
     qtest_add_func("/amd-iommu/tables-in-own-mmio", test_tables_in_own_mmio);
+    qtest_add_func("/amd-iommu/evtlog-new-base", test_evtlog_new_base);
     if (g_test_perf()) {
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-off", bench_hit_snp_off);
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-on", bench_hit_snp_on);
