@@ -35,6 +35,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export QEMU_FUZZ_ARGS QEMU_FUZZ_OBJECTS
 fuzzer="$build/qemu-fuzz/qemu-fuzz-x86_64"
 seeds="$top/tests/fuzz/corpus/generic-fuzz-amd-iommu-snp"
+[ -d "$seeds" ] || seeds=
 
 generic() {
     start=$(date +%s)
@@ -51,7 +52,7 @@ generic() {
         "$fuzzer" --fuzz-target=generic-fuzz -max_total_time="$left" \
             -print_final_stats=1 -timeout=20 -rss_limit_mb=8192 \
             -artifact_prefix="$art" -close_fd_mask=1 \
-            "$out/generic-corpus" "$seeds" >> "$out/generic.log" 2>&1
+            "$out/generic-corpus" $seeds >> "$out/generic.log" 2>&1
         rc=$?
         e=$(sed -n 's/^stat::number_of_executed_units: *//p' \
                 "$out/generic.log" | tail -1)
