@@ -1891,6 +1891,78 @@ static void test_evtlog_new_base(void)
     test_end(s);
 }
 
+/*
+ * A system reset returns the IOMMU to its reset state whole (AMD IOMMU
+ * specification: the MMIO registers reset to 0): no device table and no
+ * event log of the previous boot stays in use.  Firmware or a kernel that
+ * enables the IOMMU and the log in one CONTROL write then finds the log
+ * running (EventLogRun).
+ */
+static void test_reset_forgets_tables(void)
+{
+    TestState *s = test_start(true, NULL);
+    uint64_t new_log = EVTLOG_ADDR + 0x4000;
+    uint64_t spa = page_spa(K4) + 0x300;
+
+    dma_read(s, 0x5500000000ULL);           /* an event in the old log */
+    g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), ==, 16);
+
+    qtest_qmp_assert_success(s->qts, "{ 'execute': 'system_reset' }");
+    qtest_qmp_eventwait(s->qts, "RESET");
+    g_assert_cmphex(mmio_readq(s, MMIO_DEVTAB), ==, 0);
+    /* edu lost its BAR and bus mastering with the reset */
+    qpci_device_enable(s->edu);
+    s->edu_bar = qpci_iomap(s->edu, 0, NULL);
+
+    /* no DEVICE_TABLE written: DTEs read from 0, all V=0 */
+    qtest_memset(s->qts, 0, 0, K4);
+    qtest_memset(s->qts, new_log, 0, K4);
+    mmio_writeq(s, MMIO_EVTLOG, new_log | 8ULL << 56);
+    mmio_writeq(s, MMIO_EVT_HEAD, 0);
+    mmio_writeq(s, MMIO_EVT_TAIL, 0);
+    mmio_writeq(s, MMIO_CONTROL, CTRL_IOMMU_EN | CTRL_EVTLOG_EN);
+    g_assert_true(mmio_readq(s, MMIO_STATUS) & STATUS_EVT_RUN);
+
+    /* untranslated DMA to an assigned page: RMP_PAGE_FAULT, new log */
+    rmp_update(s, spa & ~(K4 - 1), "4k", true, RMP_ASID, 0, true);
+    dma_read(s, spa);
+    g_assert_cmphex(qtest_readq(s->qts, new_log), ==,
+                    EDU_DEVID | EVT_RMP_PAGE_FAULT << 60);
+    g_assert_cmphex(qtest_readq(s->qts, new_log + 8), ==, spa);
+    g_assert_cmphex(qtest_readq(s->qts, EVTLOG_ADDR + 16), ==, 0);
+    test_end(s);
+}
+
+/*
+ * One event per faulting DMA, not one per DMA the memory core splits into
+ * accesses; but two DMAs are two requests.  A 4-byte DMA at X faults, the
+ * driver reads the event, then a separate 4-byte DMA at X + 4 faults too:
+ * two IO_PAGE_FAULTs (AMD IOMMU specification: one event per faulting
+ * request).
+ */
+static void edu_dma_len(TestState *s, uint64_t src, uint64_t dst,
+                        uint64_t cnt, uint64_t cmd)
+{
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_SRC, src);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_DST, dst);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CNT, cnt);
+    qpci_io_writeq(s->edu, s->edu_bar, EDU_DMA_CMD, cmd | EDU_DMA_START);
+    qtest_clock_step(s->qts, 200 * 1000 * 1000);
+}
+
+static void test_two_dmas_two_events(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t iova = 0x5600000000ULL;
+
+    edu_dma_len(s, iova, EDU_BUF, 4, 0);
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, 0, iova);
+    edu_dma_len(s, iova + 4, EDU_BUF, 4, 0);
+    expect_event(s, EVT_IO_PAGE_FAULT, EDU_DEVID, 0, iova + 4);
+    expect_no_event(s);
+    test_end(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1938,6 +2010,10 @@ int main(int argc, char **argv)
     qtest_add_func("/edu/dma-out-of-range", test_edu_dma_out_of_range);
     qtest_add_func("/amd-iommu/tables-in-own-mmio", test_tables_in_own_mmio);
     qtest_add_func("/amd-iommu/evtlog-new-base", test_evtlog_new_base);
+    qtest_add_func("/amd-iommu-snp/reset-forgets-tables",
+                   test_reset_forgets_tables);
+    qtest_add_func("/amd-iommu/two-dmas-two-events",
+                   test_two_dmas_two_events);
     if (g_test_perf()) {
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-off", bench_hit_snp_off);
         qtest_add_func("/amd-iommu-snp/perf/hit-snp-on", bench_hit_snp_on);
