@@ -63,7 +63,7 @@ struct SnpRmpTable {
 
     /* the rest is protected by the lock */
     QemuSpin lock;
-    uint32_t version;               /* also read without it, atomically */
+    uint64_t version;               /* also read without it, atomically */
     uint32_t *slots;
 
     SnpRmpRecord **records;
@@ -105,12 +105,12 @@ static void table_change_end(SnpRmpTable *t)
     table_unlock(t);
 }
 
-uint32_t snp_rmp_table_version(const SnpRmpTable *t)
+uint64_t snp_rmp_table_version(const SnpRmpTable *t)
 {
     return qatomic_load_acquire(&t->version);
 }
 
-const uint32_t *snp_rmp_table_version_ptr(const SnpRmpTable *t)
+const uint64_t *snp_rmp_table_version_ptr(const SnpRmpTable *t)
 {
     return &t->version;
 }

@@ -718,7 +718,7 @@ static void test_version(void)
     SnpRmpTable *from = snp_rmp_table_new_like(t);
     SnpRmpAttrs hv = attrs(false, 0, 0);
     SnpRmpAttrs priv = attrs(true, 1, 0x1000);
-    uint32_t v = snp_rmp_table_version(t), next;
+    uint64_t v = snp_rmp_table_version(t), next;
     SnpRmpPage p;
 
     g_assert_cmpuint(v % 2, ==, 0);

@@ -35,7 +35,7 @@ typedef struct AMDVISnp {
     bool enabled;               /* "snp" property */
     SnpRmp *rmp;                /* "rmp" link */
     SnpRmpTable *table;
-    const uint32_t *rmp_version;    /* snp_rmp_table_version_ptr(table) */
+    const uint64_t *rmp_version;    /* snp_rmp_table_version_ptr(table) */
     /*
      * AMDVISnpBinding: TEE-IO devices, set by QMP and kept over reset.
      * The bindings and @bind_gen are protected by the IOMMU's lock.

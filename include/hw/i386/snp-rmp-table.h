@@ -38,7 +38,8 @@
  * (update, PSMASH, reset, replace, each region of a shadow conversion),
  * so a verdict computed between two reads of the same even version holds
  * for as long as snp_rmp_table_version() returns that version; unlike a
- * change notifier, it is never late.
+ * change notifier, it is never late.  It is 64 bits wide, so that it
+ * never comes back to a value a cached verdict holds.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -166,9 +167,9 @@ void snp_rmp_table_count(const SnpRmpTable *t, uint64_t *regions_4k,
 const char *snp_rmp_status_str(SnpRmpStatus status);
 
 /* The version (see "Version" above): any thread, no lock, acquire order */
-uint32_t snp_rmp_table_version(const SnpRmpTable *t);
+uint64_t snp_rmp_table_version(const SnpRmpTable *t);
 /* Where it is, for a hot path that reads it inline (qatomic_load_acquire) */
-const uint32_t *snp_rmp_table_version_ptr(const SnpRmpTable *t);
+const uint64_t *snp_rmp_table_version_ptr(const SnpRmpTable *t);
 
 /* Called with the table's lock held: short, and no calls to the table. */
 typedef void SnpRmpTableVisitFn(uint64_t spa, const SnpRmpPage *page,
