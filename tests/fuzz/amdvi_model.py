@@ -114,7 +114,16 @@ EFR_SNP = 1 << 63
 # Named choices: where the public documents are silent.  'lenient' ones are
 # accepted either way by the comparator (a set of outcomes).
 # ---------------------------------------------------------------------------
+# q35's legacy window: VGA (0xa0000-0xbffff) and the PAM BIOS shadow
+# (0xc0000-0xfffff, read-only to DMA while firmware has not opened it)
+LEGACY_HOLE_START = 0xa0000
+LEGACY_HOLE_END = 0x100000
+
 CHOICES = {
+    "LEGACY_HOLE_NOT_RAM":
+        "0xa0000-0xfffff is not RAM for a DMA on q35 (VGA window, PAM "
+        "BIOS shadow that drops writes): a program that DMAs there is "
+        "not compared further (taint).",
     "TV0_PASSTHROUGH":
         "DTE V=1,TV=0: the translation fields are not valid; the request "
         "passes untranslated, IR/IW are not applied (Linux uses V=1,TV=0 "
@@ -342,6 +351,9 @@ class Model:
 
     # -- memory -----------------------------------------------------------
     def is_ram(self, addr, size=1):
+        # LEGACY_HOLE_NOT_RAM
+        if addr < LEGACY_HOLE_END and addr + size > LEGACY_HOLE_START:
+            return False
         return addr >= 0 and addr + size <= self.ram_size
 
     def read(self, addr, size):
