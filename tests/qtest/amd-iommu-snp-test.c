@@ -15,6 +15,7 @@
 #include "qemu/units.h"
 #include "qemu/bswap.h"
 #include "libqtest.h"
+#include "snp-rmp-qtest.h"
 #include "libqos/pci-pc.h"
 #include "libqos/fw_cfg.h"
 #include "qobject/qdict.h"
@@ -840,33 +841,6 @@ static void test_efr(void)
     qtest_quit(qts);
 }
 
-static QDict *rmp_query_one(QTestState *qts, uint64_t spa)
-{
-    QDict *r = qtest_qmp(qts, "{ 'execute': 'query-snp-rmp',"
-                         " 'arguments': { 'spa': %" PRIu64 " } }", spa);
-    QList *list = qdict_get_qlist(r, "return");
-    QDict *e;
-
-    g_assert_nonnull(list);
-    e = qobject_to(QDict, qlist_peek(list));
-    qobject_ref(e);
-    qobject_unref(r);
-    return e;
-}
-
-static void assert_entry(QTestState *qts, uint64_t spa, const char *size,
-                         bool assigned, uint32_t asid, uint64_t gpa)
-{
-    QDict *e = rmp_query_one(qts, spa);
-
-    g_assert_cmphex(qdict_get_uint(e, "spa"), ==, spa);
-    g_assert_cmpstr(qdict_get_str(e, "page-size"), ==, size);
-    g_assert_cmpint(qdict_get_bool(e, "assigned"), ==, assigned);
-    g_assert_cmpuint(qdict_get_uint(e, "asid"), ==, asid);
-    g_assert_cmphex(qdict_get_uint(e, "gpa"), ==, gpa);
-    qobject_unref(e);
-}
-
 static void G_GNUC_PRINTF(2, 4) assert_qmp_error(QTestState *qts,
                                                  const char *fmt,
                                                  const char *needle, ...)
@@ -928,10 +902,10 @@ static void test_qmp_errors(void)
                      " } }", "overlaps");
 
     /* none of the errors changed anything */
-    assert_entry(qts, 2101248, "2m", true, 3, 4194304 + 4096);
-    assert_entry(qts, 4096, "4k", false, 0, 0);
-    assert_entry(qts, 8388608, "4k", false, 0, 0);
-    assert_entry(qts, 8392704, "4k", true, 0, 0);
+    snp_rmp_assert_entry(qts, 2101248, "2m", true, 3, 4194304 + 4096);
+    snp_rmp_assert_entry(qts, 4096, "4k", false, 0, 0);
+    snp_rmp_assert_entry(qts, 8388608, "4k", false, 0, 0);
+    snp_rmp_assert_entry(qts, 8392704, "4k", true, 0, 0);
     qtest_quit(qts);
 }
 
@@ -976,10 +950,10 @@ static void test_reset(void)
     qtest_qmp_assert_success(qts, "{ 'execute': 'snp-rmp-update', "
         "'arguments': { 'spa': 2097152, 'page-size': '2m', 'assigned': true,"
         " 'asid': 3 } }");
-    assert_entry(qts, 2097152, "2m", true, 3, 0);
+    snp_rmp_assert_entry(qts, 2097152, "2m", true, 3, 0);
     qtest_qmp_assert_success(qts, "{ 'execute': 'system_reset' }");
     qtest_qmp_eventwait(qts, "RESET");
-    assert_entry(qts, 2097152, "4k", false, 0, 0);
+    snp_rmp_assert_entry(qts, 2097152, "4k", false, 0, 0);
     qtest_quit(qts);
 }
 
@@ -1034,12 +1008,12 @@ static void test_migration(void)
         qobject_unref(r);
         g_usleep(10 * 1000);
     } while (true);
-    assert_entry(to, 2097152, "4k", true, 3, 6291456);
-    assert_entry(to, 2101248, "4k", false, 0, 0);
-    assert_entry(to, 2105344, "4k", true, 3, 6291456 + 8192);
-    assert_entry(to, 10485760 + 4096, "2m", false, 0, 4096);
-    assert_entry(to, 16384, "4k", true, 9, 8192);
-    assert_entry(to, 20480, "4k", false, 0, 0);
+    snp_rmp_assert_entry(to, 2097152, "4k", true, 3, 6291456);
+    snp_rmp_assert_entry(to, 2101248, "4k", false, 0, 0);
+    snp_rmp_assert_entry(to, 2105344, "4k", true, 3, 6291456 + 8192);
+    snp_rmp_assert_entry(to, 10485760 + 4096, "2m", false, 0, 4096);
+    snp_rmp_assert_entry(to, 16384, "4k", true, 9, 8192);
+    snp_rmp_assert_entry(to, 20480, "4k", false, 0, 0);
     qtest_quit(to);
     unlink(file);
     rmdir(tmp);

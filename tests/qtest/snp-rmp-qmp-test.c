@@ -14,6 +14,7 @@
 #include "qemu/units.h"
 #include "qemu/bswap.h"
 #include "libqtest.h"
+#include "snp-rmp-qtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
 
@@ -39,35 +40,6 @@ static QTestState *start(void)
                       "-device amd-iommu,dma-remap=on,snp=on,rmp=rmp0");
 }
 
-/* The one entry query-snp-rmp returns for @spa */
-static QDict *query_one(QTestState *qts, uint64_t spa)
-{
-    QDict *r = qtest_qmp(qts, "{ 'execute': 'query-snp-rmp',"
-                         " 'arguments': { 'spa': %" PRIu64 " } }", spa);
-    QList *list = qdict_get_qlist(r, "return");
-    QDict *e;
-
-    g_assert_nonnull(list);
-    g_assert_cmpuint(qlist_size(list), ==, 1);
-    e = qobject_to(QDict, qlist_peek(list));
-    qobject_ref(e);
-    qobject_unref(r);
-    return e;
-}
-
-static void assert_entry(QTestState *qts, uint64_t spa, const char *size,
-                         bool assigned, uint32_t asid, uint64_t gpa)
-{
-    QDict *e = query_one(qts, spa);
-
-    g_assert_cmphex(qdict_get_uint(e, "spa"), ==, spa);
-    g_assert_cmpstr(qdict_get_str(e, "page-size"), ==, size);
-    g_assert_cmpint(qdict_get_bool(e, "assigned"), ==, assigned);
-    g_assert_cmpuint(qdict_get_uint(e, "asid"), ==, asid);
-    g_assert_cmphex(qdict_get_uint(e, "gpa"), ==, gpa);
-    qobject_unref(e);
-}
-
 /* Entries that the test sets first and that nothing may change */
 static void set_known(QTestState *qts)
 {
@@ -86,14 +58,14 @@ static void set_known(QTestState *qts)
 
 static void assert_known(QTestState *qts)
 {
-    assert_entry(qts, M2, "2m", true, 3, 2 * M2);
-    assert_entry(qts, M2 + 511 * K4, "2m", true, 3, 2 * M2 + 511 * K4);
-    assert_entry(qts, LOW_END - K4, "4k", true, 9, 8192);
-    assert_entry(qts, LOW_END - 2 * K4, "4k", false, 0, 0);
-    assert_entry(qts, RAM_END - M2, "2m", false, 0, 0);
-    assert_entry(qts, RAM_END - K4, "2m", false, 0, 511 * K4);
-    assert_entry(qts, HIGH_START, "4k", false, 0, 0);
-    assert_entry(qts, 0, "4k", false, 0, 0);
+    snp_rmp_assert_entry(qts, M2, "2m", true, 3, 2 * M2);
+    snp_rmp_assert_entry(qts, M2 + 511 * K4, "2m", true, 3, 2 * M2 + 511 * K4);
+    snp_rmp_assert_entry(qts, LOW_END - K4, "4k", true, 9, 8192);
+    snp_rmp_assert_entry(qts, LOW_END - 2 * K4, "4k", false, 0, 0);
+    snp_rmp_assert_entry(qts, RAM_END - M2, "2m", false, 0, 0);
+    snp_rmp_assert_entry(qts, RAM_END - K4, "2m", false, 0, 511 * K4);
+    snp_rmp_assert_entry(qts, HIGH_START, "4k", false, 0, 0);
+    snp_rmp_assert_entry(qts, 0, "4k", false, 0, 0);
 }
 
 static void G_GNUC_PRINTF(3, 4) assert_error(QTestState *qts,
@@ -187,13 +159,14 @@ static void test_hostile_spa(void)
     assert_alive(qts);
 
     /* HMP reaches the same code */
-    out = qtest_hmp(qts, "info snp-rmp 0x%" PRIx64 " 4096", TOP_4K);
+    out = qtest_hmp(qts, "info snp-rmp 0x%" PRIx64 " 4096", (uint64_t)TOP_4K);
     g_assert_nonnull(strstr(out, "beyond RAM"));
     g_free(out);
-    out = qtest_hmp(qts, "info snp-rmp 0x%" PRIx64 " 4096", RAM_END - K4);
+    out = qtest_hmp(qts, "info snp-rmp 0x%" PRIx64 " 4096",
+                    (uint64_t)(RAM_END - K4));
     g_assert_nonnull(strstr(out, "beyond RAM"));
     g_free(out);
-    out = qtest_hmp(qts, "info snp-rmp 0x%" PRIx64, TOP_2M);
+    out = qtest_hmp(qts, "info snp-rmp 0x%" PRIx64, (uint64_t)TOP_2M);
     g_assert_nonnull(strstr(out, "beyond RAM"));
     g_free(out);
     assert_alive(qts);
@@ -365,12 +338,13 @@ static void load_state(const char *file, Corruption c)
     wait_migration(to, c == INTACT ? "completed" : "failed");
     assert_alive(to);
     if (c == INTACT) {
-        assert_entry(to, SRC_SPA + K4, "2m", true, SRC_ASID, SRC_GPA + K4);
-        assert_entry(to, HIGH_START + K4, "4k", false, 0, 0);
+        snp_rmp_assert_entry(to, SRC_SPA + K4, "2m", true, SRC_ASID,
+                             SRC_GPA + K4);
+        snp_rmp_assert_entry(to, HIGH_START + K4, "4k", false, 0, 0);
     } else {
-        assert_entry(to, SRC_SPA, "4k", false, 0, 0);
-        assert_entry(to, HIGH_START + K4, "4k", true, 7, 4096);
-        assert_entry(to, RAM_END - K4, "4k", false, 0, 0);
+        snp_rmp_assert_entry(to, SRC_SPA, "4k", false, 0, 0);
+        snp_rmp_assert_entry(to, HIGH_START + K4, "4k", true, 7, 4096);
+        snp_rmp_assert_entry(to, RAM_END - K4, "4k", false, 0, 0);
     }
     qtest_quit(to);
     unlink(bad);
