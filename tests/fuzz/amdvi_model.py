@@ -124,11 +124,13 @@ CHOICES = {
         "0xa0000-0xfffff is not RAM for a DMA on q35 (VGA window, PAM "
         "BIOS shadow that drops writes): a program that DMAs there is "
         "not compared further (taint).",
-    "TV0_PASSTHROUGH":
-        "DTE V=1,TV=0: the translation fields are not valid; the request "
-        "passes untranslated, IR/IW are not applied (Linux uses V=1,TV=0 "
-        "for untranslated devices under SNP, commit 'Do not set TV bit ...'"
-        ").",
+    "TV0_BLOCKS":
+        "DTE V=1,TV=0: bits 127:2 are not valid, so there is no "
+        "translation and no permission: the request is blocked without an "
+        "event.  Linux relies on it: amd_iommu_make_clear_dte() builds the "
+        "DTE of a blocked (detached) device as V=1 alone, and under SNP "
+        "init_device_table_dma() leaves every unused DTE at V=1,TV=0 to "
+        "keep their DMA out.",
     "V0_PASSTHROUGH":
         "DTE V=0: the request passes untranslated (spec 2.2.2.2; Linux's "
         "init_device_table_dma sets V=1 to block DMA of unknown devices).",
@@ -274,7 +276,7 @@ class Outcome:
     def __init__(self, kind, spa=None, io_size=None, event=None,
                  rmp=None, path=(), leaf=None, dte=None, why="", tags=()):
         self.tags = set(tags)
-        self.kind = kind            # 'ok', 'fault'
+        self.kind = kind            # 'ok', 'fault', 'blocked' (no event)
         self.spa = spa
         self.io_size = io_size
         self.event = event          # Event or None
@@ -596,9 +598,8 @@ class Model:
         devid = self.devid
         if not (q0 & DTE_V):                    # V0_PASSTHROUGH
             return [Outcome("ok", spa=iova, dte=dte, why="V=0", tags=["V0"])]
-        if not (q0 & DTE_TV):                   # TV0_PASSTHROUGH
-            return [Outcome("ok", spa=iova, dte=dte, why="TV=0",
-                            tags=["TV0"])]
+        if not (q0 & DTE_TV):                   # TV0_BLOCKS
+            return [Outcome("blocked", dte=dte, why="TV=0", tags=["TV0"])]
         mode = (q0 >> 9) & 7
         domid = q1 & 0xffff
         rw = EF_RW if write else 0

@@ -57,6 +57,8 @@
 #define CMD_COMPLETION_WAIT     1ULL
 #define CMD_INVAL_DEVTAB_ENTRY  2ULL
 #define CMD_INVAL_IOMMU_PAGES   3ULL
+#define CMD_INVAL_IOMMU_ALL     8ULL
+#define EFR_IA_SUP              (1ULL << 6)
 
 #define EVT_RMP_PAGE_FAULT      0xdULL
 #define EVT_ILLEGAL_DEV_TABLE   0x1ULL
@@ -1448,6 +1450,67 @@ static void test_large_pte_all_ones(void)
 }
 
 /*
+ * difffuzz finding: a NextLevel=7 PTE whose encoded size is exactly one
+ * entry of its table is that entry (Linux's generic_pt decoder,
+ * amdv1pt_entry_num_contig_lg2(), reads it as a run of 2^0 entries).  At
+ * level 2, address bits 19:12 set and bit 20 clear encode 2M (AMD IOMMU
+ * specification, "Example Page Size Encodings"): the DMA lands in the 2M
+ * page, as with a NextLevel=0 leaf.
+ */
+static void test_large_pte_run_of_one(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t iova = 0x5400000000ULL;
+    uint64_t spa = page_spa(M2);
+    uint64_t off = dma_offset(M2);
+    uint64_t l2 = pt_next_table(s, s->root + ((iova >> 30) & 0x1ff) * 8, 2);
+
+    qtest_writeq(s->qts, l2 + ((iova >> 21) & 0x1ff) * 8,
+                 spa | 0xff000ULL | PTE_NL(7) | PTE_PR | PTE_IR | PTE_IW);
+    inval_all_pages(s);
+    fill(s, SCRATCH_SPA, 0x71);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, iova + off);
+    expect_no_event(s);
+    g_assert_true(holds(s, spa + off, 0x71));
+    test_end(s);
+}
+
+/*
+ * difffuzz finding: INVALIDATE_IOMMU_ALL invalidates the cached DTEs too
+ * (AMD IOMMU specification, "INVALIDATE_IOMMU_ALL"; Linux sends it instead
+ * of per-device INVALIDATE_DEVTAB_ENTRY when EFR.IASup is set,
+ * amd_iommu_flush_all_caches()).  A device in pass-through (Mode 0) whose
+ * DTE gets a page table must be translated after it.
+ */
+static void test_inval_all_rereads_dte(void)
+{
+    TestState *s = test_start(false, NULL);
+    uint64_t iova = 0x20000000;        /* RAM: pass-through lands there */
+    uint64_t spa = page_spa(K4);
+
+    g_assert_true(mmio_readq(s, MMIO_EFR) & EFR_IA_SUP);
+    map_page(s, iova, spa, K4);
+    set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(0) | PTE_IR | PTE_IW);
+    fill(s, SCRATCH_SPA, 0x72);
+    dma_read(s, SCRATCH_SPA);
+    dma_write(s, iova);
+    g_assert_true(holds(s, iova, 0x72));
+
+    qtest_writeq(s->qts, DEVTAB_ADDR + EDU_DEVID * 32,
+                 DTE_V | DTE_TV | DTE_MODE(3) | s->root | PTE_IR | PTE_IW);
+    cmd_submit(s, CMD_INVAL_IOMMU_ALL << 60, 0);
+    completion_wait(s);
+    fill(s, SCRATCH_SPA, 0x73);
+    dma_read(s, SCRATCH_IOVA);
+    dma_write(s, iova);
+    g_assert_true(holds(s, spa, 0x73));
+    g_assert_true(holds(s, iova, 0x72));
+    expect_no_event(s);
+    test_end(s);
+}
+
+/*
  * Defect 14: edu drops a DMA that does not fit in its 4K buffer
  * (docs/specs/edu.rst) instead of overrunning it.  A transfer from RAM to
  * buffer offset 0xf00 of 0x200 bytes must leave the buffer as it was.
@@ -1981,6 +2044,10 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu/evtlog-without-base",
                    test_evtlog_without_base);
     qtest_add_func("/amd-iommu/large-pte-all-ones", test_large_pte_all_ones);
+    qtest_add_func("/amd-iommu/large-pte-run-of-one",
+                   test_large_pte_run_of_one);
+    qtest_add_func("/amd-iommu/inval-all-rereads-dte",
+                   test_inval_all_rereads_dte);
     qtest_add_func("/edu/dma-out-of-range", test_edu_dma_out_of_range);
     qtest_add_func("/amd-iommu/tables-in-own-mmio", test_tables_in_own_mmio);
     qtest_add_func("/amd-iommu/evtlog-new-base", test_evtlog_new_base);
