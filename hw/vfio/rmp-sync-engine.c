@@ -16,8 +16,16 @@ typedef struct Region {
     bool rmp_2m;
     bool conflict;
     bool dirty;                 /* an operation failed: plan it again */
+    bool pending;               /* changed in the open transaction */
+    unsigned pending_lo, pending_hi;    /* the pages it changed */
     uint64_t bits[];            /* valid, shared, mapped, starts */
 } Region;
+
+/* A region to plan when the transaction commits */
+typedef struct PendingRegion {
+    uint64_t range_start;       /* Range pointers move: find it again */
+    uint64_t index;
+} PendingRegion;
 
 typedef struct Range {
     uint64_t start, size;
@@ -44,6 +52,8 @@ struct RmpSyncEngine {
     RmpSyncRmpIs2MFn *rmp_is_2m;
     void *opaque;
     GArray *ranges;             /* Range, sorted by start */
+    unsigned txn_depth;         /* rmp_sync_begin() nesting */
+    GArray *pending;            /* PendingRegion, in the open transaction */
     uint64_t n_region_records;
     RmpSyncStats stats;
 
@@ -151,6 +161,7 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncEnginePolicy policy,
     e->opaque = opaque;
     e->ranges = g_array_new(false, true, sizeof(Range));
     e->ops = g_array_new(false, false, sizeof(RmpSyncOp));
+    e->pending = g_array_new(false, false, sizeof(PendingRegion));
     e->scratch = g_array_new(false, false, 1);
     e->areas = g_new(Area, e->pages);
     return e;
@@ -194,6 +205,7 @@ void rmp_sync_engine_free(RmpSyncEngine *e)
     }
     g_array_free(e->ranges, true);
     g_array_free(e->ops, true);
+    g_array_free(e->pending, true);
     g_array_free(e->scratch, true);
     g_free(e->areas);
     g_free(e);
@@ -775,6 +787,23 @@ static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, uint64_t base,
 typedef bool RegionUpdateFn(RmpSyncEngine *e, Region *r, uint64_t base,
                             unsigned start, unsigned end, bool v);
 
+/* In a transaction: plan region @i of @rg at commit, pages [@lo, @hi) */
+static void defer_region(RmpSyncEngine *e, Range *rg, uint64_t i,
+                         unsigned lo, unsigned hi)
+{
+    Region *r = rg->regions[i];
+
+    if (r->pending) {
+        r->pending_lo = MIN(r->pending_lo, lo);
+        r->pending_hi = MAX(r->pending_hi, hi);
+        return;
+    }
+    r->pending = true;
+    r->pending_lo = lo;
+    r->pending_hi = hi;
+    g_array_append_val(e->pending, ((PendingRegion) { rg->start, i }));
+}
+
 static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                   RegionUpdateFn *fn, bool v)
 {
@@ -782,7 +811,9 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
     unsigned shift = e->page_shift + e->region_order;
     int ret = 0;
 
-    e->stats.events++;
+    if (!e->txn_depth) {
+        e->stats.events++;
+    }
     while (iova < end) {
         Range *rg = range_find(e, iova);
         uint64_t stop;
@@ -826,12 +857,59 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 
             if (fn(e, rg->regions[i], base, lo, hi, v) ||
                 rg->regions[i]->dirty || created) {
-                ret = sync_region(e, rg, i, partial ? lo : 0,
-                                  partial ? hi : e->pages) ?: ret;
+                if (e->txn_depth) {
+                    defer_region(e, rg, i, partial ? lo : 0,
+                                 partial ? hi : e->pages);
+                } else {
+                    ret = sync_region(e, rg, i, partial ? lo : 0,
+                                      partial ? hi : e->pages) ?: ret;
+                }
             }
             iova = chunk_end;
         }
     }
+    return ret;
+}
+
+void rmp_sync_begin(RmpSyncEngine *e)
+{
+    e->txn_depth++;
+}
+
+/*
+ * Plan every region the transaction changed, once, from its final page
+ * states and RMP page size.
+ */
+static int flush_pending(RmpSyncEngine *e)
+{
+    int ret = 0;
+
+    for (guint p = 0; p < e->pending->len; p++) {
+        PendingRegion *pr = &g_array_index(e->pending, PendingRegion, p);
+        Range *rg = range_find(e, pr->range_start);
+        Region *r;
+
+        if (!rg || !(r = rg->regions[pr->index])) {
+            continue;
+        }
+        r->pending = false;
+        ret = sync_region(e, rg, pr->index, r->pending_lo,
+                          r->pending_hi) ?: ret;
+    }
+    g_array_set_size(e->pending, 0);
+    return ret;
+}
+
+int rmp_sync_commit(RmpSyncEngine *e)
+{
+    int ret;
+
+    assert(e->txn_depth);
+    if (--e->txn_depth) {
+        return 0;
+    }
+    e->stats.events++;
+    ret = flush_pending(e);
     return ret;
 }
 

@@ -31,6 +31,16 @@ typedef struct World {
     GArray *areas;              /* FakeArea, the fake IOAS */
     GArray *ops;                /* RmpSyncOp of the current event */
     unsigned fail_one_in;       /* inject an error every ~N ops, 0: never */
+    /*
+     * Pages that were unsafe after some operation: covered by an area
+     * that spans a whole region whose RMP is 4K (a 2M IO page over 4K RMP
+     * entries), or by an area smaller than its region whose RMP is 2M (IO
+     * pages that the IOMMU checks at 4K against a 2M entry)
+     */
+    uint64_t unsafe_instants;
+    /* the RMP the hardware checks, when the engine's source lags it */
+    bool use_truth;
+    bool truth_2m[MAX_PAGES];
     bool hitless;
     GRand *rnd;
     RmpSyncEngine *e;
@@ -39,7 +49,7 @@ typedef struct World {
 #define PAGE_SHIFT 12
 #define PAGE 4096ULL
 
-static int fake_issue(void *opaque, const RmpSyncOp *op)
+static int fake_issue_one(void *opaque, const RmpSyncOp *op)
 {
     World *w = opaque;
     uint64_t s = op->iova / PAGE, e = (op->iova + op->size) / PAGE;
@@ -90,6 +100,39 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
     /* what type1 reports unmapped is what the engine expects */
     g_assert_cmpuint(unmapped, ==, op->mapped);
     return 0;
+}
+
+static uint64_t unsafe_pages(World *w);
+
+/* An IOAS call, then what a DMA would meet before the next one */
+static int fake_issue(void *opaque, const RmpSyncOp *op)
+{
+    World *w = opaque;
+    int ret = fake_issue_one(opaque, op);
+
+    w->unsafe_instants += unsafe_pages(w);
+    return ret;
+}
+
+/* The pages of the fake IOAS that are unsafe against the world's RMP */
+static uint64_t unsafe_pages(World *w)
+{
+    unsigned P = 1u << w->order;
+    uint64_t n = 0;
+
+    for (guint i = 0; i < w->areas->len; i++) {
+        FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+        for (uint64_t p = o->start; p < o->end; p++) {
+            uint64_t r = p / P;
+            bool whole = o->start <= r * P && o->end >= (r + 1) * P;
+
+            bool rmp_2m = w->use_truth ? w->truth_2m[r] : w->rmp_2m[r];
+
+            n += rmp_2m ? !whole : whole;
+        }
+    }
+    return n;
 }
 
 static bool fake_rmp_is_2m(void *opaque, uint64_t iova)
@@ -459,6 +502,8 @@ static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
         random_event(w);
         check_all(w);
         check_optimal(w, before);
+        /* safety holds after every operation, not only after the event */
+        g_assert_cmpuint(w->unsafe_instants, ==, 0);
         if (!hitless) {
             continue;
         }
@@ -603,6 +648,105 @@ static void test_resize_window(void)
     world_free(w);
 }
 
+/*
+ * Issue 9 defect 2: a to-shared conversion of a 2M-hinted range reached
+ * the engine as two page-state events (the RAM-discard notifications of
+ * its halves) and then the RMP change: 4 ioctls (map 1M, map 1M, unmap
+ * 2M, map 2M), and 4K-checked areas over the 2M RMP entry in between.
+ * As one transaction it is planned once: one 2M map, never unsafe.
+ */
+static void do_to_shared_2m(bool txn, unsigned want_ioctls,
+                            uint64_t want_unsafe)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 9, 0, 1);
+    RmpSyncStats st;
+    unsigned P = 512;
+
+    w->n_pages = P;
+    for (unsigned p = 0; p < P; p++) {
+        w->in_range[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, P * PAGE, false), ==, 0);
+    /*
+     * KVM made the whole region a 2M hypervisor entry (the hint); the
+     * shadow RMP learns it after the page states (kvm_convert_memory()
+     * notifies them first)
+     */
+    w->use_truth = true;
+    w->truth_2m[0] = true;
+    if (txn) {
+        rmp_sync_begin(w->e);
+    }
+    for (unsigned half = 0; half < 2; half++) {
+        for (unsigned p = half * P / 2; p < (half + 1) * P / 2; p++) {
+            w->shared[p] = true;
+        }
+        g_assert_cmpint(rmp_sync_set_shared(w->e, half * P / 2 * PAGE,
+                                            P / 2 * PAGE, true), ==, 0);
+    }
+    w->rmp_2m[0] = true;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, P * PAGE), ==, 0);
+    if (txn) {
+        g_assert_cmpuint(w->ops->len, ==, 0);    /* nothing before commit */
+        g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+    }
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.ioctls, ==, want_ioctls);
+    g_assert_cmpuint(st.regions_2m, ==, 1);
+    g_assert_cmpuint(w->unsafe_instants, ==, want_unsafe);
+    world_free(w);
+}
+
+static void test_txn_to_shared_2m(void)
+{
+    /* before: map 1M (unsafe: 256 pages), map 1M (512), unmap, map 2M */
+    do_to_shared_2m(false, 4, 256 + 512);
+    do_to_shared_2m(true, 1, 0);
+}
+
+/*
+ * A to-private conversion of one 4K page of a shared 2M region, with the
+ * smash KVM does for it, as one transaction: the region's 2M area goes,
+ * the 511 shared pages come back as two areas; no layout in between is
+ * unsafe, and the page-state change alone plans nothing.
+ */
+static void test_txn_to_private_smash(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 9, 0, 1);
+    RmpSyncStats st, st0;
+    unsigned P = 512;
+
+    w->n_pages = P;
+    for (unsigned p = 0; p < P; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = true;
+    }
+    w->rmp_2m[0] = true;
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, P * PAGE, true), ==, 0);
+    rmp_sync_get_stats(w->e, &st0);
+    g_array_set_size(w->ops, 0);
+
+    rmp_sync_begin(w->e);
+    w->shared[7] = false;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 7 * PAGE, PAGE, false), ==, 0);
+    w->rmp_2m[0] = false;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, P * PAGE), ==, 0);
+    /* nested: the inner commit plans nothing */
+    rmp_sync_begin(w->e);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+    g_assert_cmpuint(w->ops->len, ==, 0);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.ioctls - st0.ioctls, ==, 3);   /* unmap, 2 maps */
+    g_assert_cmpuint(st.events - st0.events, ==, 1);
+    g_assert_cmpuint(st.areas, ==, 2);
+    /* the 2M area over the new 4K entries before the engine knew: none */
+    g_assert_cmpuint(w->unsafe_instants, ==, 0);
+    world_free(w);
+}
+
 /* Events for memory the engine does not hold, and redundant events */
 static void test_outside_and_redundant(void)
 {
@@ -722,6 +866,9 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/rmp-sync/smash-and-reform", test_smash_and_reform);
+    g_test_add_func("/rmp-sync/txn/to-shared-2m", test_txn_to_shared_2m);
+    g_test_add_func("/rmp-sync/txn/to-private-smash",
+                    test_txn_to_private_smash);
     g_test_add_func("/rmp-sync/resize-window", test_resize_window);
     g_test_add_func("/rmp-sync/outside-and-redundant",
                     test_outside_and_redundant);

@@ -135,6 +135,19 @@ int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 /* The RMP of the regions over [@iova, @iova + @size) may have changed */
 int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size);
 
+/*
+ * A transaction: the events between rmp_sync_begin() and
+ * rmp_sync_commit() only record what changed; the commit plans every
+ * region they touched once, from its final page states and RMP page size,
+ * and issues the operations.  One conversion of guest memory (its page
+ * states and the RMP entries KVM made for it) is one transaction: no
+ * intermediate layout ever reaches the IOAS.  Transactions nest; the
+ * outermost commit plans.  Returns 0 or the first error of the
+ * operations the commit issued.
+ */
+void rmp_sync_begin(RmpSyncEngine *e);
+int rmp_sync_commit(RmpSyncEngine *e);
+
 void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *stats);
 
 /*
