@@ -22,6 +22,7 @@
 #include "hw/qdev-core.h"
 #include "hw/i386/x86.h"
 #include "system/reset.h"
+#include "system/kvm.h"
 #include "hw/i386/snp-rmp.h"
 #include "trace.h"
 
@@ -61,6 +62,7 @@ SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp)
     SnpRmpRange ram[2];
     unsigned n = 0;
 
+    QEMU_LOCK_GUARD(&rmp->lock);
     if (rmp->table) {
         return rmp->table;
     }
@@ -88,11 +90,17 @@ static bool snp_rmp_ready(Error **errp)
     return true;
 }
 
-static void snp_rmp_changed(SnpRmp *rmp, uint64_t spa, uint64_t size)
+static void snp_rmp_notify(SnpRmp *rmp, SnpRmpChangePhase phase,
+                           uint64_t spa, uint64_t size)
 {
-    SnpRmpChange change = { .spa = spa, .size = size };
+    SnpRmpChange change = { .phase = phase, .spa = spa, .size = size };
 
     notifier_list_notify(&rmp->change_notifiers, &change);
+}
+
+static void snp_rmp_changed(SnpRmp *rmp, uint64_t spa, uint64_t size)
+{
+    snp_rmp_notify(rmp, SNP_RMP_CHANGED, spa, size);
 }
 
 bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
@@ -103,6 +111,7 @@ bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
     if (!snp_rmp_ready(errp)) {
         return false;
     }
+    QEMU_LOCK_GUARD(&rmp->lock);
     st = snp_rmp_table_update(snp_rmp_get_table(rmp), spa, size, attrs);
     trace_snp_rmp_update(spa, size == SNP_RMP_SIZE_2M ? "2m" : "4k",
                          attrs->assigned, attrs->asid, attrs->gpa,
@@ -126,6 +135,7 @@ bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp)
     if (!snp_rmp_ready(errp)) {
         return false;
     }
+    QEMU_LOCK_GUARD(&rmp->lock);
     st = snp_rmp_table_psmash(snp_rmp_get_table(rmp), spa);
     trace_snp_rmp_psmash(spa, snp_rmp_status_str(st));
     if (st != SNP_RMP_OK) {
@@ -142,17 +152,13 @@ typedef struct SnpRmpConversion {
     bool to_private, hint_2m;
 } SnpRmpConversion;
 
-static int snp_rmp_shadow_one(Object *obj, void *opaque)
+/* Called with rmp->lock held */
+static void snp_rmp_shadow_apply(SnpRmp *rmp, const SnpRmpConversion *c)
 {
-    SnpRmpConversion *c = opaque;
-    SnpRmp *rmp = (SnpRmp *)object_dynamic_cast(obj, TYPE_SNP_RMP);
     SnpRmpStatus st;
     SnpRmpTable *t;
     uint64_t top;
 
-    if (!rmp || !rmp->shadow) {
-        return 0;
-    }
     t = snp_rmp_get_table(rmp);
     st = snp_rmp_table_shadow_convert(t, c->gpa, c->size, c->to_private,
                                       rmp->asid, c->hint_2m);
@@ -167,9 +173,49 @@ static int snp_rmp_shadow_one(Object *obj, void *opaque)
     if (c->size && c->gpa < top && c->size - 1 <= UINT64_MAX - c->gpa) {
         snp_rmp_changed(rmp, c->gpa, MIN(c->size, top - c->gpa));
     }
+}
+
+static int snp_rmp_shadow_one(Object *obj, void *opaque)
+{
+    SnpRmp *rmp = (SnpRmp *)object_dynamic_cast(obj, TYPE_SNP_RMP);
+
+    if (rmp && rmp->shadow) {
+        QEMU_LOCK_GUARD(&rmp->lock);
+        snp_rmp_shadow_apply(rmp, opaque);
+    }
     return 0;
 }
 
+/*
+ * A conversion of guest memory, on the converting thread: the shadow
+ * holds its lock from before the conversion to after it, so that its
+ * listeners see the RAM-discard notifications and the RMP change as one
+ * event, and no other change of the RMP comes in between.
+ */
+static void snp_rmp_shadow_conversion(Notifier *n, void *data)
+{
+    SnpRmp *rmp = container_of(n, SnpRmp, conversion);
+    KVMMemoryConversion *kc = data;
+    SnpRmpConversion c = {
+        .gpa = kc->start,
+        .size = kc->size,
+        .to_private = kc->to_private,
+        .hint_2m = kc->page_size >= 2 * MiB,
+    };
+
+    if (!kc->done) {
+        qemu_rec_mutex_lock(&rmp->lock);
+        snp_rmp_notify(rmp, SNP_RMP_CONVERSION_BEGIN, c.gpa, c.size);
+        return;
+    }
+    if (!kc->ret && phase_check(PHASE_MACHINE_INITIALIZED)) {
+        snp_rmp_shadow_apply(rmp, &c);
+    }
+    snp_rmp_notify(rmp, SNP_RMP_CONVERSION_END, c.gpa, c.size);
+    qemu_rec_mutex_unlock(&rmp->lock);
+}
+
+/* SNP_LAUNCH_UPDATE, with the BQL */
 void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
                             bool hint_2m)
 {
@@ -183,11 +229,13 @@ void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
 
 void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n)
 {
+    QEMU_LOCK_GUARD(&rmp->lock);
     notifier_list_add(&rmp->change_notifiers, n);
 }
 
-void snp_rmp_remove_change_notifier(Notifier *n)
+void snp_rmp_remove_change_notifier(SnpRmp *rmp, Notifier *n)
 {
+    QEMU_LOCK_GUARD(&rmp->lock);
     notifier_remove(n);
 }
 
@@ -349,6 +397,7 @@ static void snp_rmp_reset(void *opaque)
 {
     SnpRmp *rmp = opaque;
 
+    QEMU_LOCK_GUARD(&rmp->lock);
     if (rmp->table) {
         snp_rmp_table_reset(rmp->table);
         snp_rmp_changed(rmp, 0, snp_rmp_table_ram_top(rmp->table));
@@ -488,12 +537,15 @@ static bool snp_rmp_mig_load_one(SnpRmpTable *t, const uint8_t *e,
 static int snp_rmp_post_load(void *opaque, int version_id)
 {
     SnpRmp *rmp = opaque;
-    SnpRmpTable *t = snp_rmp_get_table(rmp);
-    SnpRmpTable *aside = snp_rmp_table_new_like(t);
     g_autoptr(GString) why = g_string_new(NULL);
+    SnpRmpTable *t, *aside;
     uint64_t next = 0;
     uint32_t off = 0;
     int ret = 0;
+
+    QEMU_LOCK_GUARD(&rmp->lock);
+    t = snp_rmp_get_table(rmp);
+    aside = snp_rmp_table_new_like(t);
 
     if (rmp->mig_len % MIG_ENTRY_SIZE) {
         error_report("snp-rmp: invalid RMP state length %" PRIu32
@@ -543,12 +595,17 @@ static void snp_rmp_complete(UserCreatable *uc, Error **errp)
 
     qemu_register_reset(snp_rmp_reset, rmp);
     vmstate_register_any(NULL, &vmstate_snp_rmp, rmp);
+    if (rmp->shadow) {
+        rmp->conversion.notify = snp_rmp_shadow_conversion;
+        kvm_memory_conversion_notifier_add(&rmp->conversion);
+    }
 }
 
 static void snp_rmp_instance_init(Object *obj)
 {
     SnpRmp *rmp = SNP_RMP(obj);
 
+    qemu_rec_mutex_init(&rmp->lock);
     notifier_list_init(&rmp->change_notifiers);
     object_property_add_uint32_ptr(obj, "asid", &rmp->asid,
                                    OBJ_PROP_FLAG_READWRITE);
@@ -560,8 +617,12 @@ static void snp_rmp_instance_finalize(Object *obj)
 
     qemu_unregister_reset(snp_rmp_reset, rmp);
     vmstate_unregister(NULL, &vmstate_snp_rmp, rmp);
+    if (rmp->conversion.notify) {
+        kvm_memory_conversion_notifier_remove(&rmp->conversion);
+    }
     snp_rmp_table_free(rmp->table);
     g_free(rmp->mig_buf);
+    qemu_rec_mutex_destroy(&rmp->lock);
 }
 
 static bool snp_rmp_can_be_deleted(UserCreatable *uc)

@@ -5,6 +5,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/thread.h"
 #include "hw/vfio/rmp-sync-engine.h"
 
 /*
@@ -42,6 +43,8 @@ typedef struct Area {
 #define MAX_WORDS ((1u << MAX_ORDER) / 64)
 
 struct RmpSyncEngine {
+    /* every entry point; held from rmp_sync_begin() to its commit */
+    QemuRecMutex lock;
     RmpSyncEnginePolicy policy;
     bool hitless;               /* 4K-RMP regions: one area per page */
     unsigned page_shift;
@@ -151,6 +154,7 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncEnginePolicy policy,
     RmpSyncEngine *e = g_new0(RmpSyncEngine, 1);
 
     assert(region_order >= 1 && region_order <= MAX_ORDER);
+    qemu_rec_mutex_init(&e->lock);
     e->policy = policy;
     e->page_shift = page_shift;
     e->region_order = region_order;
@@ -180,8 +184,10 @@ RmpSyncEngine *rmp_sync_engine_new(RmpSyncEnginePolicy policy,
 
 void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless)
 {
+    qemu_rec_mutex_lock(&e->lock);
     assert(!e->ranges->len);
     e->hitless = hitless;
+    qemu_rec_mutex_unlock(&e->lock);
 }
 
 static void range_free(RmpSyncEngine *e, Range *rg)
@@ -206,6 +212,7 @@ void rmp_sync_engine_free(RmpSyncEngine *e)
     g_array_free(e->ranges, true);
     g_array_free(e->ops, true);
     g_array_free(e->pending, true);
+    qemu_rec_mutex_destroy(&e->lock);
     g_array_free(e->scratch, true);
     g_free(e->areas);
     g_free(e);
@@ -689,8 +696,11 @@ static Range *range_find(RmpSyncEngine *e, uint64_t iova)
     return NULL;
 }
 
-int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
-                       bool shared)
+static int set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                      bool shared);
+
+static int add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                     bool shared)
 {
     uint64_t page_mask = (1ULL << e->page_shift) - 1;
     unsigned shift = e->page_shift + e->region_order;
@@ -717,10 +727,10 @@ int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
     g_array_insert_val(e->ranges, pos, rg);
     e->stats.events++;
     return shared || e->policy == RMP_SYNC_MAP_ALL ?
-           rmp_sync_set_shared(e, iova, size, shared) : ret;
+           set_shared(e, iova, size, shared) : ret;
 }
 
-int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
+static int del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
 {
     int ret = 0;
 
@@ -873,6 +883,7 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 
 void rmp_sync_begin(RmpSyncEngine *e)
 {
+    qemu_rec_mutex_lock(&e->lock);
     e->txn_depth++;
 }
 
@@ -887,9 +898,9 @@ static int flush_pending(RmpSyncEngine *e)
     for (guint p = 0; p < e->pending->len; p++) {
         PendingRegion *pr = &g_array_index(e->pending, PendingRegion, p);
         Range *rg = range_find(e, pr->range_start);
-        Region *r;
+        Region *r = rg ? rg->regions[pr->index] : NULL;
 
-        if (!rg || !(r = rg->regions[pr->index])) {
+        if (!r) {
             continue;
         }
         r->pending = false;
@@ -902,19 +913,19 @@ static int flush_pending(RmpSyncEngine *e)
 
 int rmp_sync_commit(RmpSyncEngine *e)
 {
-    int ret;
+    int ret = 0;
 
     assert(e->txn_depth);
-    if (--e->txn_depth) {
-        return 0;
+    if (!--e->txn_depth) {
+        e->stats.events++;
+        ret = flush_pending(e);
     }
-    e->stats.events++;
-    ret = flush_pending(e);
+    qemu_rec_mutex_unlock(&e->lock);
     return ret;
 }
 
-int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
-                        bool shared)
+static int set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                      bool shared)
 {
     uint64_t page_mask = (1ULL << e->page_shift) - 1;
 
@@ -924,7 +935,7 @@ int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
     return update(e, iova, size, set_shared_fn, shared);
 }
 
-int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
+static int rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
 {
     uint64_t mask = region_bytes(e) - 1;
     uint64_t start = iova & ~mask;
@@ -933,8 +944,53 @@ int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
                   rmp_changed_fn, false);
 }
 
+/* The entry points: each takes the engine's lock */
+
+int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                       bool shared)
+{
+    int ret;
+
+    qemu_rec_mutex_lock(&e->lock);
+    ret = add_range(e, iova, size, shared);
+    qemu_rec_mutex_unlock(&e->lock);
+    return ret;
+}
+
+int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
+{
+    int ret;
+
+    qemu_rec_mutex_lock(&e->lock);
+    ret = del_range(e, iova, size);
+    qemu_rec_mutex_unlock(&e->lock);
+    return ret;
+}
+
+int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                        bool shared)
+{
+    int ret;
+
+    qemu_rec_mutex_lock(&e->lock);
+    ret = set_shared(e, iova, size, shared);
+    qemu_rec_mutex_unlock(&e->lock);
+    return ret;
+}
+
+int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
+{
+    int ret;
+
+    qemu_rec_mutex_lock(&e->lock);
+    ret = rmp_changed(e, iova, size);
+    qemu_rec_mutex_unlock(&e->lock);
+    return ret;
+}
+
 void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
 {
+    qemu_rec_mutex_lock(&e->lock);
     *s = e->stats;
     s->regions = s->regions_2m = s->regions_4k = s->conflicts = 0;
     s->areas = s->mapped_pages = s->iotlb_entries = 0;
@@ -968,10 +1024,12 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
             }
         }
     }
+    qemu_rec_mutex_unlock(&e->lock);
 }
 
 void rmp_sync_foreach_area(RmpSyncEngine *e, RmpSyncAreaFn *fn, void *opaque)
 {
+    qemu_rec_mutex_lock(&e->lock);
     for (guint g = 0; g < e->ranges->len; g++) {
         Range *rg = &g_array_index(e->ranges, Range, g);
 
@@ -991,4 +1049,5 @@ void rmp_sync_foreach_area(RmpSyncEngine *e, RmpSyncAreaFn *fn, void *opaque)
             }
         }
     }
+    qemu_rec_mutex_unlock(&e->lock);
 }

@@ -63,6 +63,15 @@ typedef struct VFIORmpSyncSection {
     QLIST_ENTRY(VFIORmpSyncSection) next;
 } VFIORmpSyncSection;
 
+/*
+ * Threads: the engine runs on vCPU threads without the BQL (conversions
+ * of guest memory, their RAM-discard notifications) as well as in the
+ * main loop (memory listener, QMP).  The engine's lock serializes them;
+ * the sections are changed and walked inside engine transactions, under
+ * the same lock.  Lock order: the snp-rmp object's lock, then the
+ * engine's; nothing under the engine's lock calls back into the snp-rmp
+ * object (the table is read through its own lock).
+ */
 struct VFIORmpSync {
     VFIOContainer *bcontainer;
     IOMMUFDBackend *be;         /* iommufd: the backend and IOAS */
@@ -72,7 +81,8 @@ struct VFIORmpSync {
     RmpSyncPolicy policy;
     bool hitless;
     SnpRmp *rmp;
-    RmpSyncEngine *engine;
+    SnpRmpTable *table;         /* the RMP's, taken before any @lock */
+    RmpSyncEngine *engine;      /* its lock guards @sections too */
     Notifier rmp_changed;
     Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
@@ -160,7 +170,7 @@ static bool vfio_rmp_sync_rmp_is_2m(void *opaque, uint64_t iova)
 {
     VFIORmpSync *s = opaque;
 
-    return rmp_sync_rmp_is_2m(snp_rmp_get_table(s->rmp), iova);
+    return rmp_sync_rmp_is_2m(s->table, iova);
 }
 
 /* Page states of RAM without a RamDiscardManager: the RMP's owner bits */
@@ -170,16 +180,40 @@ static void vfio_rmp_sync_states_from_rmp(VFIORmpSync *s,
 {
     start = MAX(start, sec->iova);
     end = MIN(end, sec->iova + sec->size);
-    rmp_sync_states_from_rmp(s->engine, snp_rmp_get_table(s->rmp), start,
-                             end);
+    rmp_sync_states_from_rmp(s->engine, s->table, start, end);
 }
 
+static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
+{
+    if (ret) {
+        error_report("vfio %s: rmp-sync: %s: %s", s->name, what,
+                     strerror(-ret));
+    }
+}
+
+/*
+ * A conversion (CONVERSION_BEGIN .. END) is one engine transaction: its
+ * RAM-discard notifications and the RMP change in between are planned
+ * once, at the end, and no other event of the engine comes in between.
+ */
 static void vfio_rmp_sync_rmp_changed(Notifier *n, void *data)
 {
     VFIORmpSync *s = container_of(n, VFIORmpSync, rmp_changed);
     SnpRmpChange *c = data;
     VFIORmpSyncSection *sec;
 
+    switch (c->phase) {
+    case SNP_RMP_CONVERSION_BEGIN:
+        rmp_sync_begin(s->engine);
+        return;
+    case SNP_RMP_CONVERSION_END:
+        vfio_rmp_sync_report(s, "conversion",
+                             rmp_sync_commit(s->engine));
+        return;
+    case SNP_RMP_CHANGED:
+        break;
+    }
+    rmp_sync_begin(s->engine);
     QLIST_FOREACH(sec, &s->sections, next) {
         if (!sec->has_rdm && c->spa < sec->iova + sec->size &&
             sec->iova < c->spa + c->size) {
@@ -187,6 +221,7 @@ static void vfio_rmp_sync_rmp_changed(Notifier *n, void *data)
         }
     }
     rmp_sync_rmp_changed(s->engine, c->spa, c->size);
+    vfio_rmp_sync_report(s, "RMP change", rmp_sync_commit(s->engine));
 }
 
 static int vfio_rmp_sync_populate(RamDiscardListener *rdl,
@@ -203,14 +238,13 @@ static void vfio_rmp_sync_discard(RamDiscardListener *rdl,
                                   MemoryRegionSection *section)
 {
     VFIORmpSyncSection *sec = container_of(rdl, VFIORmpSyncSection, rdl);
-    int ret = rmp_sync_set_shared(sec->sync->engine,
-                                  section->offset_within_address_space,
-                                  int128_get64(section->size), false);
+    VFIORmpSync *s = sec->sync;
+    hwaddr iova = section->offset_within_address_space;
 
-    if (ret) {
-        error_report("vfio: rmp-sync: unmapping discarded memory failed: %s",
-                     strerror(-ret));
-    }
+    vfio_rmp_sync_report(s, "unmapping discarded memory",
+                         rmp_sync_set_shared(s->engine, iova,
+                                             int128_get64(section->size),
+                                             false));
 }
 
 static VFIORmpSync *vfio_rmp_sync_find(VFIOContainer *bcontainer)
@@ -229,7 +263,8 @@ static void vfio_rmp_sync_free(VFIORmpSync *s)
 {
     assert(QLIST_EMPTY(&s->sections));
     migrate_del_blocker(&s->cpr_blocker);
-    snp_rmp_remove_change_notifier(&s->rmp_changed);
+    /* waits for a conversion in progress: it holds the RMP's lock */
+    snp_rmp_remove_change_notifier(s->rmp, &s->rmp_changed);
     object_unref(OBJECT(s->rmp));
     rmp_sync_engine_free(s->engine);
     QLIST_REMOVE(s, next);
@@ -252,6 +287,7 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
     s->policy = cfg->policy;
     s->hitless = cfg->hitless;
     s->rmp = SNP_RMP(object_ref(OBJECT(rmp)));
+    s->table = snp_rmp_get_table(rmp);
     s->engine = rmp_sync_engine_new(s->policy == RMP_SYNC_POLICY_ALL ?
                                     RMP_SYNC_MAP_ALL : RMP_SYNC_MAP_SHARED,
                                     vfio_rmp_sync_issue,
@@ -442,9 +478,13 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
                  section->offset_within_region;
     sec->readonly = section->readonly;
     sec->has_rdm = memory_region_has_ram_discard_manager(section->mr);
-    QLIST_INSERT_HEAD(&s->sections, sec, next);
 
-    /* all private at first: shared pages are reported next */
+    /*
+     * All private at first: the shared pages are reported next.  One
+     * transaction: the first layout is planned once.
+     */
+    rmp_sync_begin(s->engine);
+    QLIST_INSERT_HEAD(&s->sections, sec, next);
     ret = rmp_sync_add_range(s->engine, sec->iova, sec->size, false);
     if (sec->has_rdm) {
         RamDiscardManager *rdm =
@@ -457,6 +497,7 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
         vfio_rmp_sync_states_from_rmp(s, sec, sec->iova,
                                       sec->iova + sec->size);
     }
+    ret = rmp_sync_commit(s->engine) ?: ret;
     if (ret) {
         error_setg_errno(errp, -ret, "vfio: rmp-sync: cannot map 0x%"
                          HWADDR_PRIx "+0x%" HWADDR_PRIx, sec->iova,
@@ -471,27 +512,33 @@ bool vfio_rmp_sync_region_del(VFIOContainer *bcontainer,
     hwaddr iova = section->offset_within_address_space;
     VFIORmpSyncSection *sec;
     VFIORmpSync *s;
+    bool found;
 
     s = vfio_rmp_sync_find(bcontainer);
     if (!s) {
         return false;
     }
+    rmp_sync_begin(s->engine);
     QLIST_FOREACH(sec, &s->sections, next) {
         if (sec->mr == section->mr && sec->iova == iova) {
             break;
         }
     }
-    if (!sec) {
-        return false;
+    found = sec != NULL;
+    if (found) {
+        if (sec->has_rdm) {
+            ram_discard_manager_unregister_listener(
+                memory_region_get_ram_discard_manager(section->mr),
+                &sec->rdl);
+        }
+        vfio_rmp_sync_report(s, "unmapping removed memory",
+                             rmp_sync_del_range(s->engine, sec->iova,
+                                                sec->size));
+        QLIST_REMOVE(sec, next);
+        g_free(sec);
     }
-    if (sec->has_rdm) {
-        ram_discard_manager_unregister_listener(
-            memory_region_get_ram_discard_manager(section->mr), &sec->rdl);
-    }
-    rmp_sync_del_range(s->engine, sec->iova, sec->size);
-    QLIST_REMOVE(sec, next);
-    g_free(sec);
-    return true;
+    rmp_sync_commit(s->engine);
+    return found;
 }
 
 /* Monitor */

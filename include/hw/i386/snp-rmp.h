@@ -14,6 +14,7 @@
 
 #include "qom/object.h"
 #include "qemu/notify.h"
+#include "qemu/thread.h"
 #include "qapi/qapi-types-snp.h"
 #include "hw/i386/snp-rmp-table.h"
 
@@ -21,7 +22,21 @@
 OBJECT_DECLARE_SIMPLE_TYPE(SnpRmp, SNP_RMP)
 
 /* Passed to the change notifiers: the range whose entries changed. */
+/*
+ * What a change notifier receives.  A conversion of a shadow's guest
+ * memory comes bracketed: CONVERSION_BEGIN, the notifications that the
+ * conversion itself causes (RAM discard, then CHANGED for the RMP entries
+ * KVM made), CONVERSION_END, all on the converting thread and under the
+ * object's lock, so that a listener can treat them as one event.
+ */
+typedef enum SnpRmpChangePhase {
+    SNP_RMP_CHANGED,                /* the RMP of [spa, spa + size) */
+    SNP_RMP_CONVERSION_BEGIN,       /* [spa, spa + size) is converting */
+    SNP_RMP_CONVERSION_END,
+} SnpRmpChangePhase;
+
 typedef struct SnpRmpChange {
+    SnpRmpChangePhase phase;
     uint64_t spa;
     uint64_t size;
 } SnpRmpChange;
@@ -29,10 +44,18 @@ typedef struct SnpRmpChange {
 struct SnpRmp {
     Object parent_obj;
 
+    /*
+     * Serializes the changes of the RMP and their notifications, and
+     * guards the notifier list.  Readers of the table (the IOMMU) need
+     * not take it: the table has its own lock.  Taken before the locks
+     * of the listeners, never after.
+     */
+    QemuRecMutex lock;
     SnpRmpTable *table;         /* created when first used: RAM is known */
     bool shadow;                /* mirrors KVM's RMP of this guest */
     uint32_t asid;              /* shadow: ASID of private pages */
     NotifierList change_notifiers;
+    Notifier conversion;        /* shadow: KVM's memory conversions */
 
     /* migration: the entries that differ from the fresh state */
     uint8_t *mig_buf;
@@ -59,7 +82,8 @@ SnpRmpPageSize snp_rmp_size_to_qapi(SnpRmpSize size);
 void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
                             bool hint_2m);
 
+/* Call @n with an SnpRmpChange on every change of the RMP */
 void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n);
-void snp_rmp_remove_change_notifier(Notifier *n);
+void snp_rmp_remove_change_notifier(SnpRmp *rmp, Notifier *n);
 
 #endif

@@ -25,6 +25,11 @@
  *    costs the fewest ioctls (in hitless mode: the fewest that never
  *    unmap a page that stays mapped while its RMP page size stays).
  *
+ * Threads: every entry point takes the engine's lock (recursive), and
+ * rmp_sync_begin() holds it until the matching rmp_sync_commit(), so a
+ * transaction's events come from one thread and no other event comes in
+ * between.  The callbacks run with the lock held.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 

@@ -43,6 +43,44 @@ static inline void qemu_mutex_unlock(QemuMutex *mutex)
     }
 }
 
+/* QemuRecMutex: a recursive mutex */
+typedef struct QemuRecMutex {
+    pthread_mutex_t lock;
+} QemuRecMutex;
+
+static inline void qemu_rec_mutex_init(QemuRecMutex *mutex)
+{
+    pthread_mutexattr_t attr;
+
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    if (pthread_mutex_init(&mutex->lock, &attr)) {
+        abort();
+    }
+    pthread_mutexattr_destroy(&attr);
+}
+
+static inline void qemu_rec_mutex_destroy(QemuRecMutex *mutex)
+{
+    if (pthread_mutex_destroy(&mutex->lock)) {
+        abort();
+    }
+}
+
+static inline void qemu_rec_mutex_lock(QemuRecMutex *mutex)
+{
+    if (pthread_mutex_lock(&mutex->lock)) {
+        abort();
+    }
+}
+
+static inline void qemu_rec_mutex_unlock(QemuRecMutex *mutex)
+{
+    if (pthread_mutex_unlock(&mutex->lock)) {
+        abort();
+    }
+}
+
 /* QemuSpin: a test-and-set lock, as QEMU's */
 typedef struct QemuSpin {
     int value;
