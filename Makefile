@@ -19,6 +19,8 @@ NINJA_TARGETS = qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
 # The sanitizer build (configure --sanitize): ASan + UBSan without recovery
 ASAN_BLD  = $(BUILD)/qemu-asan
 CORE_ASAN = $(BUILD)/core-asan
+# The hardware-agnostic core under ThreadSanitizer: its stress tests
+CORE_TSAN = $(BUILD)/core-tsan
 ASAN_QTESTS = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test
 # QEMU's own teardown leaks are not ours: leak checks run on the unit tests
 SAN_ENV   = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
@@ -36,7 +38,7 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
             $(QEMU_BLD)/qemu-system-x86_64 $(SYS_BLD)/bzImage \
             $(SYS_BLD)/initramfs.gz
 
-.PHONY: all build testbed demo demo-qtest check check-unit check-qtest \
+.PHONY: all build testbed demo demo-qtest check check-unit check-qtest check-tsan \
         check-system bench checkpatch clean build-asan check-asan \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
         check-asan-qmpfuzz build-fuzz fuzz
@@ -79,7 +81,16 @@ check-qtest: build
 check-system: testbed
 	$(TESTBED)
 
-check: check-unit check-qtest check-system check-asan
+check: check-unit check-qtest check-system check-asan check-tsan
+
+# gcc's TSan warns about atomic_thread_fence (the model's seqlock): no -Werror
+check-tsan: build
+	@test -f $(CORE_TSAN)/build.ninja || meson setup $(CORE_TSAN) . \
+	    -Db_sanitize=thread -Dwerror=false -Dc_args=-g >/dev/null
+	ninja -C $(CORE_TSAN)
+	TSAN_OPTIONS=halt_on_error=1 meson test -C $(CORE_TSAN) \
+	    --print-errorlogs --timeout-multiplier 10 \
+	    test-snp-rmp-table-threads test-rmp-sync-threads
 
 # The same tree under ASan + UBSan: unit tests, our qtests, the
 # differential fuzzer's seeded set and the QMP fuzzer's corpus
