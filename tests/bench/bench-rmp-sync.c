@@ -9,6 +9,14 @@
  * in a 4K-checked region one each), share of mapped memory at 2M, pages
  * that would take an RMP #PF, planning time per event and memory.
  *
+ * The engines are driven as hw/vfio/rmp-sync.c drives them on a host, in
+ * the real order: for each conversion, one transaction holding the page
+ * states (RAM-discard notifications, made while the shadow RMP still has
+ * the old entries), then the shadow RMP's change.  A fake IOAS behind
+ * each engine counts the unsafe instants: after every ioctl, the pages
+ * of the region it changed whose IO mapping does not match KVM's RMP
+ * (an RMP #PF for a DMA at that instant).
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -39,7 +47,8 @@ static const char *const strategy_names[] = {
 typedef struct World {
     RmpSyncEnginePolicy policy;
     uint8_t *shared;            /* per page */
-    bool *rmp_2m;               /* per region */
+    bool *rmp_2m;               /* per region, KVM's RMP */
+    bool *shadow_2m;            /* per region, the shadow the engine reads */
 } World;
 
 /* A baseline's layout of a region: area starts and mapped pages */
@@ -52,6 +61,10 @@ typedef struct Result {
     uint64_t ioctls;
     double plan_ns;
     uint64_t events;
+    uint64_t unsafe_instants;   /* engines: see above */
+    uint64_t max_ioctls;        /* engines: most ioctls of one event */
+    uint64_t max_ioctls_4k;     /* of a 4K one that resized no RMP entry */
+    uint64_t hinted_2m, hinted_2m_ioctls;   /* 2M-hinted conversions */
 } Result;
 
 static World world;
@@ -60,6 +73,9 @@ static Result results[S_COUNT];
 /* the engine, by default and hitless (S_ENGINE, S_ENGINE_HITLESS) */
 static RmpSyncEngine *engines[2];
 static uint64_t engine_ioctl_base[2];
+/* the fake IOAS behind each engine, and its ioctls in the current event */
+static Layout *ioas[2];
+static uint64_t event_ioctls[2];
 
 static bool bget(const uint64_t *b, unsigned i)
 {
@@ -80,15 +96,41 @@ static bool wanted(uint64_t page)
     return world.policy == RMP_SYNC_MAP_ALL || world.shared[page];
 }
 
-/* The engine's backend: count */
+/* Pages of region @r that a DMA would find unsafe against KVM's RMP */
+static unsigned layout_unsafe(const Layout *l, uint64_t r)
+{
+    unsigned n = 0, starts = 0;
+
+    for (unsigned w = 0; w < P / 64; w++) {
+        n += __builtin_popcountll(l->mapped[w]);
+        starts += __builtin_popcountll(l->mapped[w] & l->starts[w]);
+    }
+    if (world.rmp_2m[r]) {
+        return n == P && starts == 1 ? 0 : n;   /* 4K IO pages on 2M */
+    }
+    return n == P && starts == 1 ? P : 0;       /* a 2M IO page on 4K */
+}
+
+/* The engine's backend: a fake IOAS that counts the unsafe instants */
 static int count_issue(void *opaque, const RmpSyncOp *op)
 {
+    int i = (uintptr_t)opaque;
+    uint64_t first = op->iova / PAGE, n = op->size / PAGE;
+    uint64_t r = first / P;
+    Layout *l = &ioas[i][r];
+
+    for (uint64_t p = first; p < first + n; p++) {
+        bset(l->mapped, p % P, op->type == RMP_SYNC_OP_MAP);
+        bset(l->starts, p % P, op->type == RMP_SYNC_OP_MAP && p == first);
+    }
+    event_ioctls[i]++;
+    results[S_ENGINE + i].unsafe_instants += layout_unsafe(l, r);
     return 0;
 }
 
 static bool world_rmp_is_2m(void *opaque, uint64_t iova)
 {
-    return world.rmp_2m[iova / (P * PAGE)];
+    return world.shadow_2m[iova / (P * PAGE)];
 }
 
 /* A baseline's target layout for region @r */
@@ -158,11 +200,16 @@ static double now_ns(void)
     return g_get_monotonic_time() * 1000.0;
 }
 
-/* The guest converts [page, page + n); KVM updates the RMP */
+/*
+ * The guest converts [page, page + n); KVM updates its RMP, then QEMU's
+ * conversion reaches the engines as the glue delivers it
+ */
 static void convert(uint64_t page, uint64_t n, bool shared)
 {
     uint64_t r0 = page / P, r1 = (page + n - 1) / P;
-    double t0;
+    bool hinted = !(page % P) && !(n % P);
+    bool resized = false;
+    double t[2];
 
     for (uint64_t p = page; p < page + n; p++) {
         world.shared[p] = shared;
@@ -171,13 +218,36 @@ static void convert(uint64_t page, uint64_t n, bool shared)
         bool whole = page <= r * P && page + n >= (r + 1) * P;
 
         /* a 2M-aligned 2M conversion keeps (or makes) a 2M entry */
+        resized |= world.rmp_2m[r] != whole;
         world.rmp_2m[r] = whole;
     }
+    /* CONVERSION_BEGIN, then kvm_convert_memory()'s RAM-discard events */
     for (int i = 0; i < 2; i++) {
-        t0 = now_ns();
+        event_ioctls[i] = 0;
+        t[i] = now_ns();
+        rmp_sync_begin(engines[i]);
         rmp_sync_set_shared(engines[i], page * PAGE, n * PAGE, shared);
+        t[i] = now_ns() - t[i];
+    }
+    /* the shadow RMP follows, CONVERSION_END */
+    for (uint64_t r = r0; r <= r1; r++) {
+        world.shadow_2m[r] = world.rmp_2m[r];
+    }
+    for (int i = 0; i < 2; i++) {
+        Result *res = &results[S_ENGINE + i];
+        double t0 = now_ns();
+
         rmp_sync_rmp_changed(engines[i], page * PAGE, n * PAGE);
-        results[S_ENGINE + i].plan_ns += now_ns() - t0;
+        rmp_sync_commit(engines[i]);
+        res->plan_ns += t[i] + now_ns() - t0;
+        res->max_ioctls = MAX(res->max_ioctls, event_ioctls[i]);
+        if (n == 1 && !resized) {
+            res->max_ioctls_4k = MAX(res->max_ioctls_4k, event_ioctls[i]);
+        }
+        if (hinted) {
+            res->hinted_2m++;
+            res->hinted_2m_ioctls += event_ioctls[i];
+        }
     }
     for (Strategy s = 0; s < S_COUNT; s++) {
         results[s].events++;
@@ -249,9 +319,12 @@ static void report(const char *trace)
     rmp_sync_get_stats(engines[0], &st[0]);
     rmp_sync_get_stats(engines[1], &st[1]);
     printf("\n%s\n", trace);
-    printf("  %-15s %9s %9s %8s %8s %9s %7s %8s %9s\n", "strategy",
-           "ioctls", "ioctl/ev", "areas", "iotlb", "iotlb@2M", "at-2M",
-           "rmp-#pf", "ns/event");
+    printf("  %-15s %9s %9s %8s %8s %9s %7s %8s %9s %8s %7s %7s %7s\n",
+           "strategy", "ioctls", "ioctl/ev", "areas", "iotlb", "iotlb@2M",
+           "at-2M", "rmp-#pf", "ns/event", "unsafe-", "max", "max", "ioctl/");
+    printf("  %-15s %9s %9s %8s %8s %9s %7s %8s %9s %8s %7s %7s %7s\n", "",
+           "", "", "", "", "", "", "", "", "instants", "ioctl", "4K-ev",
+           "2M-ev");
     for (Strategy s = 0; s < S_COUNT; s++) {
         if (s <= S_ENGINE_HITLESS) {
             memset(&m, 0, sizeof(m));
@@ -267,7 +340,16 @@ static void report(const char *trace)
                m.areas, m.iotlb, m.iotlb_on_2m_rmp,
                m.mapped ? 100.0 * m.mapped_2m / m.mapped : 0.0, m.unsafe);
         if (s <= S_ENGINE_HITLESS) {
-            printf(" %9.0f", results[s].plan_ns / MAX(results[s].events, 1));
+            printf(" %9.0f %8" PRIu64 " %7" PRIu64 " %7" PRIu64,
+                   results[s].plan_ns / MAX(results[s].events, 1),
+                   results[s].unsafe_instants, results[s].max_ioctls,
+                   results[s].max_ioctls_4k);
+            if (results[s].hinted_2m) {
+                printf(" %7.2f", (double)results[s].hinted_2m_ioctls /
+                       results[s].hinted_2m);
+            } else {
+                printf(" %7s", "-");
+            }
         }
         printf("\n");
     }
@@ -287,17 +369,20 @@ static void start(RmpSyncEnginePolicy policy)
     world.policy = policy;
     world.shared = g_new0(uint8_t, N_PAGES);
     world.rmp_2m = g_new0(bool, N_REGIONS);
+    world.shadow_2m = g_new0(bool, N_REGIONS);
     /* KVM backs private memory with 2M folios: 2M RMP entries */
     for (uint64_t r = 0; r < N_REGIONS; r++) {
         world.rmp_2m[r] = true;
+        world.shadow_2m[r] = true;
     }
     for (Strategy s = 0; s < S_COUNT; s++) {
         layouts[s] = g_new0(Layout, N_REGIONS);
         results[s] = (Result) { 0 };
     }
     for (int i = 0; i < 2; i++) {
+        ioas[i] = g_new0(Layout, N_REGIONS);
         engines[i] = rmp_sync_engine_new(policy, count_issue, world_rmp_is_2m,
-                                         NULL);
+                                         (void *)(uintptr_t)i);
         rmp_sync_engine_set_hitless(engines[i], i);
         engine_ioctl_base[i] = 0;
         rmp_sync_add_range(engines[i], 0, GUEST, false);
@@ -311,6 +396,9 @@ static void finish(void)
 {
     rmp_sync_engine_free(engines[0]);
     rmp_sync_engine_free(engines[1]);
+    g_free(ioas[0]);
+    g_free(ioas[1]);
+    g_free(world.shadow_2m);
     for (Strategy s = 0; s < S_COUNT; s++) {
         g_free(layouts[s]);
     }
@@ -372,16 +460,19 @@ int main(int argc, char **argv)
            "iotlb@2M: those for memory whose RMP entry is 2M; at-2M: share "
            "of mapped memory in 2M IO pages;\n"
            "rmp-#pf: mapped pages whose IO page size does not match their "
-           "RMP page size\n");
+           "RMP page size;\n"
+           "unsafe-instants: after each ioctl, pages of the region it "
+           "changed that a DMA would find unsafe, summed;\n"
+           "max ioctl: most ioctls of one conversion; max 4K-ev: of a 4K "
+           "conversion that resizes no RMP entry;\n"
+           "ioctl/2M-ev: ioctls per 2M-aligned 2M conversion\n");
 
     start(RMP_SYNC_MAP_SHARED);
     trace_boot(rnd);
     report("policy shared: boot (64 MiB bounce buffer in 2M steps, "
            "64 scattered 4K shares)");
     for (Strategy s = 0; s < S_COUNT; s++) {
-        results[s].ioctls = 0;
-        results[s].events = 0;
-        results[s].plan_ns = 0;
+        results[s] = (Result) { 0 };
     }
     for (int i = 0; i < 2; i++) {
         RmpSyncStats st;

@@ -954,11 +954,13 @@ class Runner:
 
     def write_seen(self, spa, ln, boff, devmem):
         """True if a DMA write of ln bytes of the buffer at boff to spa
-        changed memory: some byte differs from what the model holds."""
+        changed memory: a byte the model holds differs from the device's,
+        which holds the buffer's byte (or any byte where the buffer's is
+        unspecified, after a faulted read)."""
         m = self.m
         got = devmem(spa, ln)
         old = m.read(spa, ln)
-        return any(b is not None and got[i] == b and old[i] != b
+        return any(got[i] != old[i] and (b is None or got[i] == b)
                    for i, b in enumerate(m.edu_buf[boff:boff + ln]))
 
     def consistent(self, o, pos, dev_entry, dev_evt_mine, dev_q, dev_q_mine,
