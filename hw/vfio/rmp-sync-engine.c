@@ -17,6 +17,7 @@ typedef struct Region {
     bool rmp_2m;
     bool conflict;
     bool dirty;                 /* an operation failed: plan it again */
+    bool lost;                  /* and the purge too: mappings unknown */
     bool pending;               /* changed in the open transaction */
     unsigned pending_lo, pending_hi;    /* the pages it changed */
     uint64_t bits[];            /* valid, shared, mapped, starts */
@@ -651,10 +652,52 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
     return ret;
 }
 
+/* The region's areas are what its plan asks for: a replan issues nothing */
+static bool region_done(RmpSyncEngine *e, Region *r)
+{
+    bool conflict = r->conflict;
+    bool done;
+
+    plan_region(e, r, 0, 0, e->pages);
+    done = !e->ops->len;
+    g_array_set_size(e->ops, 0);
+    r->conflict = conflict;
+    return done;
+}
+
 static bool region_idle(RmpSyncEngine *e, Region *r)
 {
     return !bits_count(bm(e, r, BM_MAPPED), e->words) &&
            !bits_count(bm(e, r, BM_SHARED), e->words) && !r->conflict;
+}
+
+/*
+ * Remove whatever the IOAS holds in region @i of @rg: after a failure the
+ * engine cannot know which areas a failed unmap removed.  On success the
+ * region is known to be empty; on failure it is lost.
+ */
+static int purge_region(RmpSyncEngine *e, Range *rg, uint64_t i)
+{
+    Region *r = rg->regions[i];
+    uint64_t base = region_iova(e, rg, i);
+    uint64_t lo = MAX(base, rg->start);
+    uint64_t hi = MIN(base + region_bytes(e), rg->start + rg->size);
+    RmpSyncOp op = { .type = RMP_SYNC_OP_PURGE, .iova = lo, .size = hi - lo };
+    int ret;
+
+    e->stats.ioctls++;
+    e->stats.purges++;
+    ret = e->issue(e->opaque, &op);
+    if (ret) {
+        e->stats.errors++;
+        e->stats.last_error = ret;
+        r->lost = true;
+        return ret;
+    }
+    bits_set(bm(e, r, BM_MAPPED), 0, e->pages, false);
+    bits_set(bm(e, r, BM_STARTS), 0, e->pages, false);
+    r->lost = false;
+    return 0;
 }
 
 static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i,
@@ -662,11 +705,22 @@ static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i,
 {
     Region *r = rg->regions[i];
     uint64_t base = region_iova(e, rg, i);
-    int ret;
+    int ret = 0;
 
-    plan_region(e, r, base, lo, hi);
+    if (r->lost && purge_region(e, rg, i)) {
+        r->dirty = true;
+        return e->stats.last_error;
+    }
+    plan_region(e, r, base, r->dirty ? 0 : lo, r->dirty ? e->pages : hi);
     ret = execute(e, r, base);
-    r->dirty = ret != 0;
+    if (ret && !purge_region(e, rg, i)) {
+        /* the kernel holds nothing of the region now: plan it again */
+        plan_region(e, r, base, 0, e->pages);
+        execute(e, r, base);
+    }
+    /* still not as planned: try again at the region's next event */
+    r->dirty = ret && (r->lost || !region_done(e, r));
+    ret = r->dirty ? ret : 0;
     if (e->policy == RMP_SYNC_MAP_SHARED && region_idle(e, r)) {
         g_free(r);
         rg->regions[i] = NULL;
@@ -749,10 +803,15 @@ static int del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
                 continue;
             }
             k = region_areas(e, r, old);
-            if (k) {
+            if (r->lost) {
+                ret = purge_region(e, rg, i) ?: ret;
+            } else if (k) {
                 push_op(e, RMP_SYNC_OP_UNMAP, region_iova(e, rg, i),
                         old[0].start, old[k - 1].end);
-                ret = execute(e, r, region_iova(e, rg, i)) ?: ret;
+                if (execute(e, r, region_iova(e, rg, i))) {
+                    /* the memory goes: leave none of it mapped */
+                    ret = purge_region(e, rg, i) ?: ret;
+                }
             }
         }
         e->stats.events++;
@@ -993,6 +1052,7 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
     qemu_rec_mutex_lock(&e->lock);
     *s = e->stats;
     s->regions = s->regions_2m = s->regions_4k = s->conflicts = 0;
+    s->lost_regions = 0;
     s->areas = s->mapped_pages = s->iotlb_entries = 0;
     s->memory = sizeof(*e) + e->ranges->len * sizeof(Range) +
                 e->n_region_records *
@@ -1015,6 +1075,7 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
             s->areas += k;
             s->mapped_pages += n;
             s->conflicts += r->conflict;
+            s->lost_regions += r->lost;
             if (k == 1 && n == e->pages) {
                 s->regions_2m++;
                 s->iotlb_entries++;

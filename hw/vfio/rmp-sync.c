@@ -106,7 +106,8 @@ static VFIORmpSyncSection *section_of(VFIORmpSync *s, hwaddr iova)
 
 /*
  * VFIO_IOMMU_UNMAP_DMA of type1 reports how much it unmapped: the engine
- * knows what it holds in the range, so anything else is divergence.
+ * knows what it holds in the range, so anything else is divergence
+ * (@expect UINT64_MAX: a purge, any size is fine).
  */
 static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size,
                                      uint64_t expect)
@@ -120,7 +121,7 @@ static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size,
     if (ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &unmap)) {
         return -errno;
     }
-    return unmap.size == expect ? 0 : -ENOENT;
+    return expect == UINT64_MAX || unmap.size == expect ? 0 : -ENOENT;
 }
 
 /* No retry on EBUSY (as vfio_legacy_dma_map has): an overlap is a bug */
@@ -153,6 +154,15 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
                     : vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova,
                                                 op->size, op->mapped);
         trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
+        return ret;
+    }
+    if (op->type == RMP_SYNC_OP_PURGE) {
+        /* whatever is there: nothing (ENOENT) is fine, any size is */
+        ret = s->be ? iommufd_backend_unmap_dma(s->be, s->ioas_id, op->iova,
+                                                op->size)
+                    : vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova,
+                                                op->size, UINT64_MAX);
+        trace_vfio_rmp_sync_purge(s->name, op->iova, op->size, ret);
         return ret;
     }
     sec = section_of(s, op->iova);
@@ -583,6 +593,8 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
         info->window_pages = st.window_pages;
         info->window_us_max = st.window_us_max;
         info->errors = st.errors;
+        info->purges = st.purges;
+        info->lost_regions = st.lost_regions;
         if (st.last_error) {
             info->has_last_errno = true;
             info->last_errno = -st.last_error;
@@ -618,10 +630,12 @@ void hmp_info_rmp_sync(Monitor *mon, const QDict *qdict)
                        PRIu64 " areas, %" PRIu64 " bytes, %" PRIu64
                        " IOTLB entries; %" PRIu64 " ioctls, %" PRIu64
                        " resizes, %" PRIu64 " unmap-then-map windows "
-                       "(longest %" PRIu64 " us), %" PRIu64 " errors\n",
+                       "(longest %" PRIu64 " us), %" PRIu64 " errors, %"
+                       PRIu64 " purges, %" PRIu64 " lost regions\n",
                        i->regions_2m, i->regions_4k, i->conflicts, i->areas,
                        i->mapped_bytes, i->iotlb_entries, i->ioctls,
-                       i->resizes, i->windows, i->window_us_max, i->errors);
+                       i->resizes, i->windows, i->window_us_max, i->errors,
+                       i->purges, i->lost_regions);
     }
     qapi_free_RmpSyncInfoList(list);
 }

@@ -3,7 +3,9 @@
  *
  * The engine talks to a fake IOAS that behaves as iommufd's does (a map
  * creates one area and fails over an existing one; an unmap removes the
- * areas inside its range and fails if it would cut one or finds none).
+ * areas inside its range and fails if it would cut one or finds none; a
+ * failing map changes nothing, a failing unmap may have removed some of
+ * its areas, as iopt_unmap_iova_range() does).
  * After every event the invariants are checked against the fake IOAS and
  * an independent model of the page states and the RMP, and the number of
  * operations per region against a brute-force optimum.
@@ -31,6 +33,9 @@ typedef struct World {
     GArray *areas;              /* FakeArea, the fake IOAS */
     GArray *ops;                /* RmpSyncOp of the current event */
     unsigned fail_one_in;       /* inject an error every ~N ops, 0: never */
+    /* unmaps: remove the first half of the areas, then fail (-EBUSY) */
+    unsigned fail_partway_one_in;
+    bool purges_fail;           /* purges fail as the other ops do */
     /*
      * Pages that were unsafe after some operation: covered by an area
      * that spans a whole region whose RMP is 4K (a 2M IO page over 4K RMP
@@ -59,10 +64,46 @@ static int fake_issue_one(void *opaque, const RmpSyncOp *op)
     g_assert_cmpuint(op->iova % PAGE, ==, 0);
     g_assert_cmpuint(op->size % PAGE, ==, 0);
     g_assert_cmpuint(op->size, >, 0);
-    if (w->fail_one_in && !g_rand_int_range(w->rnd, 0, w->fail_one_in)) {
+    if (w->fail_one_in && (op->type != RMP_SYNC_OP_PURGE || w->purges_fail) &&
+        !g_rand_int_range(w->rnd, 0, w->fail_one_in)) {
         return -ENOMEM;
     }
     g_array_append_val(w->ops, *op);
+    if (op->type == RMP_SYNC_OP_PURGE) {
+        /* whatever lies inside; none is fine; never cuts an area */
+        for (guint i = 0; i < w->areas->len;) {
+            FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+            if (o->start < e && s < o->end) {
+                g_assert_true(o->start >= s && o->end <= e);
+                g_array_remove_index_fast(w->areas, i);
+            } else {
+                i++;
+            }
+        }
+        return 0;
+    }
+    if (op->type == RMP_SYNC_OP_UNMAP && w->fail_partway_one_in &&
+        !g_rand_int_range(w->rnd, 0, w->fail_partway_one_in)) {
+        unsigned inside = 0, removed = 0;
+
+        for (guint i = 0; i < w->areas->len; i++) {
+            FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+            inside += o->start >= s && o->end <= e;
+        }
+        for (guint i = 0; i < w->areas->len && removed < inside / 2;) {
+            FakeArea *o = &g_array_index(w->areas, FakeArea, i);
+
+            if (o->start >= s && o->end <= e) {
+                g_array_remove_index(w->areas, i);
+                removed++;
+            } else {
+                i++;
+            }
+        }
+        return -EBUSY;
+    }
     if (op->type == RMP_SYNC_OP_MAP) {
         FakeArea a = { s, e };
 
@@ -846,6 +887,68 @@ static gint cmp_area(gconstpointer a, gconstpointer b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/*
+ * Issue 9 defect 3: an unmap fails after removing some of its areas (as
+ * IOMMU_IOAS_UNMAP can, without saying how far it got).  The engine must
+ * learn what the kernel holds: after every event its view is the fake
+ * IOAS's, and once the failures stop one pass restores the invariants.
+ * Then purges fail too: the regions are lost, counted, and healed by the
+ * next event once the kernel lets them go.
+ */
+static void test_errors_partial_unmap(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 3, 0, 12);
+    uint64_t lost_seen = 0;
+    RmpSyncStats st;
+
+    world_add_ranges(w, false);
+    w->fail_partway_one_in = 3;
+    w->fail_one_in = 9;
+    for (unsigned phase = 0; phase < 2; phase++) {
+        w->purges_fail = phase == 1;
+        for (unsigned step = 0; step < 2000; step++) {
+            unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
+            unsigned len = g_rand_int_range(w->rnd, 1, 20);
+            bool shared = g_rand_boolean(w->rnd);
+            int ret;
+
+            for (unsigned p = start; p < start + len && p < w->n_pages;
+                 p++) {
+                w->shared[p] = shared;
+            }
+            ret = rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
+                                      (uint64_t)len * PAGE, shared);
+            g_assert_true(ret == 0 || ret == -ENOMEM || ret == -EBUSY);
+            rmp_sync_get_stats(w->e, &st);
+            lost_seen += st.lost_regions;
+            if (!st.lost_regions) {
+                check_view_matches_ioas(w);
+            }
+            if (step % 97 == 0) {
+                w->rmp_2m[g_rand_int_range(w->rnd, 0, 20)] ^= 1;
+            }
+        }
+        rmp_sync_get_stats(w->e, &st);
+        g_assert_cmpuint(st.purges, >, 100);
+        g_assert_cmpuint(!!lost_seen, ==, phase == 1);
+    }
+    /* the failures stop: one pass over everything restores the invariants */
+    w->fail_partway_one_in = 0;
+    w->fail_one_in = 0;
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, w->n_pages * PAGE), ==, 0);
+    for (unsigned p = 0; p < w->n_pages; p++) {
+        if (w->in_range[p]) {
+            g_assert_cmpint(rmp_sync_set_shared(w->e, (uint64_t)p * PAGE,
+                                                PAGE, w->shared[p]), ==, 0);
+        }
+    }
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.lost_regions, ==, 0);
+    check_view_matches_ioas(w);
+    check_all(w);
+    world_free(w);
+}
+
 static void check_view_matches_ioas(World *w)
 {
     g_autoptr(GArray) view = g_array_new(false, false, sizeof(FakeArea));
@@ -877,5 +980,7 @@ int main(int argc, char **argv)
     g_test_add_func("/rmp-sync/random/hitless", test_random_hitless);
     g_test_add_func("/rmp-sync/random/2m-regions", test_random_2m_regions);
     g_test_add_func("/rmp-sync/errors-keep-state", test_errors_keep_state);
+    g_test_add_func("/rmp-sync/errors-partial-unmap",
+                    test_errors_partial_unmap);
     return g_test_run();
 }

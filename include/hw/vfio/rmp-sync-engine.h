@@ -47,6 +47,11 @@ typedef enum RmpSyncEnginePolicy {
 typedef enum RmpSyncOpType {
     RMP_SYNC_OP_UNMAP,          /* remove every area inside the range */
     RMP_SYNC_OP_MAP,            /* create one area over the range */
+    /*
+     * After a failure: remove every area inside the range, whatever the
+     * engine believes is there; finding none is not an error
+     */
+    RMP_SYNC_OP_PURGE,
 } RmpSyncOpType;
 
 typedef struct RmpSyncOp {
@@ -62,9 +67,14 @@ typedef struct RmpSyncOp {
 
 /*
  * The backend: issue one operation and return 0 or a negative errno.  A
- * failed operation must leave the IOAS as it was (as IOMMU_IOAS_MAP and
- * IOMMU_IOAS_UNMAP do), so the engine can stay in step with the kernel.
- * A future in-kernel split/merge ("cut") op would be a new op type here.
+ * failed map must leave the IOAS as it was (IOMMU_IOAS_MAP and
+ * VFIO_IOMMU_MAP_DMA undo what they did); a failed unmap may have removed
+ * some of the areas in its range (IOMMU_IOAS_UNMAP removes them one by one
+ * and does not say how far it got).  After any failure the engine no
+ * longer trusts what it believes of the region: it purges it
+ * (RMP_SYNC_OP_PURGE) and plans it again from nothing; if the purge fails
+ * too, the region stays "lost" and every later event retries.  A future
+ * in-kernel split/merge ("cut") op would be a new op type here.
  */
 typedef int RmpSyncIssueFn(void *opaque, const RmpSyncOp *op);
 
@@ -92,6 +102,8 @@ typedef struct RmpSyncStats {
     uint64_t window_us_max;
     uint64_t window_us_total;
     uint64_t errors;            /* operations that failed */
+    uint64_t purges;            /* regions purged after a failure */
+    uint64_t lost_regions;      /* regions whose IO mappings are unknown */
     int last_error;             /* its errno (negative), 0 if none */
     uint64_t events;
     uint64_t memory;            /* bytes the engine holds */
