@@ -16,6 +16,8 @@
 typedef struct Region {
     bool rmp_2m;
     bool conflict;
+    bool small_backing;         /* no IO page as large as the region */
+    bool unbacked;              /* RMP 2M over it: left unmapped */
     bool dirty;                 /* an operation failed: plan it again */
     bool lost;                  /* and the purge too: mappings unknown */
     bool pending;               /* changed in the open transaction */
@@ -31,6 +33,7 @@ typedef struct PendingRegion {
 
 typedef struct Range {
     uint64_t start, size;
+    uint64_t page_size;         /* of the backing */
     uint64_t first_region;      /* index of the region of @start */
     uint64_t n_regions;
     Region **regions;           /* NULL: all private, nothing mapped */
@@ -240,6 +243,7 @@ static Region *region_new(RmpSyncEngine *e, Range *rg, uint64_t i)
     bits_set(bm(e, r, BM_VALID), (lo - base) >> e->page_shift,
              (hi - base) >> e->page_shift, true);
     r->rmp_2m = e->rmp_is_2m(e->opaque, base);
+    r->small_backing = rg->page_size < region_bytes(e);
     e->n_region_records++;
     return r;
 }
@@ -540,6 +544,7 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
     region_wanted(e, r, want);
     n_want = bits_count(want, e->words);
     r->conflict = false;
+    r->unbacked = false;
     if (!r->rmp_2m) {
         unsigned c0 = 0, c1 = k;
 
@@ -564,7 +569,7 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
         return;
     }
     /* RMP 2M: one area over the whole region, or nothing */
-    if (n_want == e->pages) {
+    if (n_want == e->pages && !r->small_backing) {
         if (k == 1 && old[0].start == 0 && old[0].end == e->pages) {
             return;
         }
@@ -574,7 +579,8 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
         push_op(e, RMP_SYNC_OP_MAP, base, 0, e->pages);
         return;
     }
-    r->conflict = n_want != 0;
+    r->unbacked = n_want == e->pages;
+    r->conflict = n_want != 0 && !r->unbacked;
     if (k) {
         push_op(e, RMP_SYNC_OP_UNMAP, base, old[0].start, old[k - 1].end);
     }
@@ -655,20 +661,22 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
 /* The region's areas are what its plan asks for: a replan issues nothing */
 static bool region_done(RmpSyncEngine *e, Region *r)
 {
-    bool conflict = r->conflict;
+    bool conflict = r->conflict, unbacked = r->unbacked;
     bool done;
 
     plan_region(e, r, 0, 0, e->pages);
     done = !e->ops->len;
     g_array_set_size(e->ops, 0);
     r->conflict = conflict;
+    r->unbacked = unbacked;
     return done;
 }
 
 static bool region_idle(RmpSyncEngine *e, Region *r)
 {
     return !bits_count(bm(e, r, BM_MAPPED), e->words) &&
-           !bits_count(bm(e, r, BM_SHARED), e->words) && !r->conflict;
+           !bits_count(bm(e, r, BM_SHARED), e->words) && !r->conflict &&
+           !r->unbacked && !r->lost;
 }
 
 /*
@@ -754,11 +762,11 @@ static int set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                       bool shared);
 
 static int add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
-                     bool shared)
+                     bool shared, uint64_t page_size)
 {
     uint64_t page_mask = (1ULL << e->page_shift) - 1;
     unsigned shift = e->page_shift + e->region_order;
-    Range rg = { .start = iova, .size = size };
+    Range rg = { .start = iova, .size = size, .page_size = page_size };
     guint pos;
     int ret = 0;
 
@@ -1011,7 +1019,19 @@ int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
     int ret;
 
     qemu_rec_mutex_lock(&e->lock);
-    ret = add_range(e, iova, size, shared);
+    ret = add_range(e, iova, size, shared, region_bytes(e));
+    qemu_rec_mutex_unlock(&e->lock);
+    return ret;
+}
+
+int rmp_sync_add_range_backed(RmpSyncEngine *e, uint64_t iova,
+                              uint64_t size, bool shared,
+                              uint64_t page_size)
+{
+    int ret;
+
+    qemu_rec_mutex_lock(&e->lock);
+    ret = add_range(e, iova, size, shared, page_size);
     qemu_rec_mutex_unlock(&e->lock);
     return ret;
 }
@@ -1052,7 +1072,7 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
     qemu_rec_mutex_lock(&e->lock);
     *s = e->stats;
     s->regions = s->regions_2m = s->regions_4k = s->conflicts = 0;
-    s->lost_regions = 0;
+    s->unbacked = s->lost_regions = 0;
     s->areas = s->mapped_pages = s->iotlb_entries = 0;
     s->memory = sizeof(*e) + e->ranges->len * sizeof(Range) +
                 e->n_region_records *
@@ -1075,6 +1095,7 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
             s->areas += k;
             s->mapped_pages += n;
             s->conflicts += r->conflict;
+            s->unbacked += r->unbacked;
             s->lost_regions += r->lost;
             if (k == 1 && n == e->pages) {
                 s->regions_2m++;

@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <linux/vfio.h>
 #include "qemu/error-report.h"
+#include "qemu/units.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-snp.h"
 #include "qobject/qdict.h"
@@ -59,6 +60,7 @@ typedef struct VFIORmpSyncSection {
     void *vaddr;
     bool readonly;
     bool has_rdm;
+    uint64_t page_size;         /* the largest IO page its backing gives */
     RamDiscardListener rdl;
     QLIST_ENTRY(VFIORmpSyncSection) next;
 } VFIORmpSyncSection;
@@ -460,6 +462,23 @@ bool vfio_rmp_sync_legacy_check(VFIOContainer *bcontainer,
     return false;
 }
 
+/*
+ * The kernel builds a 2M IO page only over 2M-contiguous memory whose
+ * offset matches the IOVA's: a hugetlbfs (or guest_memfd with 2M folios)
+ * RAM block, 2M-aligned with the IOVA.  THP may give one, but nothing
+ * says it will: count on 4K.
+ */
+static uint64_t vfio_rmp_sync_backing_page_size(VFIORmpSyncSection *sec)
+{
+    uint64_t page_size = qemu_ram_pagesize(sec->mr->ram_block);
+
+    if (page_size >= SNP_RMP_BYTES_2M &&
+        !(((uintptr_t)sec->vaddr - sec->iova) % SNP_RMP_BYTES_2M)) {
+        return SNP_RMP_BYTES_2M;
+    }
+    return SNP_RMP_BYTES_4K;
+}
+
 bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
                               MemoryRegionSection *section, Error **errp)
 {
@@ -488,6 +507,7 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
                  section->offset_within_region;
     sec->readonly = section->readonly;
     sec->has_rdm = memory_region_has_ram_discard_manager(section->mr);
+    sec->page_size = vfio_rmp_sync_backing_page_size(sec);
 
     /*
      * All private at first: the shared pages are reported next.  One
@@ -495,7 +515,8 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
      */
     rmp_sync_begin(s->engine);
     QLIST_INSERT_HEAD(&s->sections, sec, next);
-    ret = rmp_sync_add_range(s->engine, sec->iova, sec->size, false);
+    ret = rmp_sync_add_range_backed(s->engine, sec->iova, sec->size, false,
+                                    sec->page_size);
     if (sec->has_rdm) {
         RamDiscardManager *rdm =
             memory_region_get_ram_discard_manager(section->mr);
@@ -560,6 +581,7 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
 
     QLIST_FOREACH(s, &vfio_rmp_syncs, next) {
         RmpSyncInfo *info = g_new0(RmpSyncInfo, 1);
+        VFIORmpSyncSection *sec;
         VFIODevice *vbasedev;
         RmpSyncStats st;
 
@@ -579,11 +601,22 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
                               object_get_canonical_path(
                                   OBJECT(vbasedev->dev)));
         }
+        rmp_sync_begin(s->engine);      /* the sections are stable */
+        QLIST_FOREACH(sec, &s->sections, next) {
+            RmpSyncMemory *mem = g_new0(RmpSyncMemory, 1);
+
+            mem->iova = sec->iova;
+            mem->size = sec->size;
+            mem->io_page_size = sec->page_size;
+            QAPI_LIST_PREPEND(info->memory, mem);
+        }
+        rmp_sync_commit(s->engine);
         info->policy = s->policy;
         info->hitless = s->hitless;
         info->regions_2m = st.regions_2m;
         info->regions_4k = st.regions_4k;
         info->conflicts = st.conflicts;
+        info->unbacked = st.unbacked;
         info->areas = st.areas;
         info->mapped_bytes = st.mapped_pages * SNP_RMP_BYTES_4K;
         info->iotlb_entries = st.iotlb_entries;
@@ -627,15 +660,23 @@ void hmp_info_rmp_sync(Monitor *mon, const QDict *qdict)
         }
         monitor_printf(mon, ": %" PRIu64 " regions "
                        "at 2M, %" PRIu64 " at 4K, %" PRIu64 " conflicts, %"
+                       PRIu64 " unbacked, %"
                        PRIu64 " areas, %" PRIu64 " bytes, %" PRIu64
                        " IOTLB entries; %" PRIu64 " ioctls, %" PRIu64
                        " resizes, %" PRIu64 " unmap-then-map windows "
                        "(longest %" PRIu64 " us), %" PRIu64 " errors, %"
                        PRIu64 " purges, %" PRIu64 " lost regions\n",
-                       i->regions_2m, i->regions_4k, i->conflicts, i->areas,
+                       i->regions_2m, i->regions_4k, i->conflicts,
+                       i->unbacked, i->areas,
                        i->mapped_bytes, i->iotlb_entries, i->ioctls,
                        i->resizes, i->windows, i->window_us_max, i->errors,
                        i->purges, i->lost_regions);
+        for (RmpSyncMemoryList *m = i->memory; m; m = m->next) {
+            monitor_printf(mon, "  memory 0x%" PRIx64 "+0x%" PRIx64
+                           ": IO pages up to %" PRIu64 " KiB\n",
+                           m->value->iova, m->value->size,
+                           m->value->io_page_size / KiB);
+        }
     }
     qapi_free_RmpSyncInfoList(list);
 }

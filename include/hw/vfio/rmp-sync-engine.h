@@ -86,6 +86,7 @@ typedef struct RmpSyncStats {
     uint64_t regions_2m;        /* mapped as one 2M area */
     uint64_t regions_4k;        /* with mapped pages, RMP 4K */
     uint64_t conflicts;         /* RMP 2M but mixed: left unmapped */
+    uint64_t unbacked;          /* RMP 2M, backing < 2M: left unmapped */
     uint64_t areas;             /* IOAS areas the engine holds */
     uint64_t mapped_pages;
     uint64_t iotlb_entries;     /* 2M area: 1, each page otherwise: 1 */
@@ -142,6 +143,18 @@ void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless);
  */
 int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                        bool shared);
+/*
+ * The same, over backing whose pages are @page_size bytes (the RAM
+ * block's: 4K pages, or 2M hugetlbfs pages, 2M-aligned with the IOVA).
+ * The kernel builds an IO page no larger than a backing page: over 4K
+ * backing a "2M" area becomes 512 4K IO pages, each of which faults
+ * against a 2M RMP entry.  So where the backing is smaller than a region,
+ * a region whose RMP is 2M is never mapped (counted as unbacked).
+ * rmp_sync_add_range() assumes backing of at least a region.
+ */
+int rmp_sync_add_range_backed(RmpSyncEngine *e, uint64_t iova,
+                              uint64_t size, bool shared,
+                              uint64_t page_size);
 /* The memory leaves: its areas are unmapped */
 int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size);
 
