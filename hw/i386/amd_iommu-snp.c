@@ -45,6 +45,34 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
     snp->rmp_version = snp_rmp_table_version_ptr(snp->table);
     snp->bindings = g_array_new(false, false, sizeof(AMDVISnpBinding));
     snp->bind_gen = 2;          /* IOTLB entries start at 0: unchecked */
+    ratelimit_init(&snp->fault_events);
+    ratelimit_set_speed(&snp->fault_events, snp->fault_event_rate,
+                        NANOSECONDS_PER_SECOND);
+    return true;
+}
+
+/*
+ * May an SNP_RMP_FAULT go out now?  If so, @suppressed is how many were
+ * held back since the last one.  Held back: the rest of the second in
+ * which the rate was reached (recording them would only stretch it).
+ */
+static bool amdvi_snp_fault_event_allowed(AMDVISnp *snp,
+                                          uint64_t *suppressed)
+{
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    int64_t delay;
+
+    if (now < snp->fault_events_held_until) {
+        snp->fault_events_suppressed++;
+        return false;
+    }
+    delay = ratelimit_calculate_delay(&snp->fault_events, 1);
+    if (delay > 0) {
+        snp->fault_events_held_until = now + delay;
+        /* the one that reached the rate still goes out */
+    }
+    *suppressed = snp->fault_events_suppressed;
+    snp->fault_events_suppressed = 0;
     return true;
 }
 
@@ -96,14 +124,16 @@ static void amdvi_snp_encode_rmp_fault(uint64_t evt[2], uint16_t devid,
     evt[1] = cpu_to_le64(gpa);
 }
 
-static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
-                             hwaddr iova, hwaddr spa, uint64_t io_page_size,
-                             SnpRmpSize check, SnpRmpSize rmp,
-                             SnpRmpCheckResult result, bool write)
+static void amdvi_snp_report(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                             uint16_t devid, hwaddr iova, hwaddr spa,
+                             uint64_t io_page_size, SnpRmpSize check,
+                             SnpRmpSize rmp, SnpRmpCheckResult result,
+                             bool write)
 {
     PCIDevice *dev = pci_find_device(bus, pci_bus_num(bus), devfn);
     g_autofree char *path = NULL;
     const char *name = "";
+    uint64_t suppressed;
 
     if (dev) {
         name = DEVICE(dev)->id;
@@ -117,18 +147,22 @@ static void amdvi_snp_report(PCIBus *bus, uint8_t devfn, uint16_t devid,
                               SnpRmpPageSize_str(snp_rmp_size_to_qapi(rmp)),
                               SnpRmpFaultReason_str(reason_to_qapi(result)),
                               write);
+    if (!amdvi_snp_fault_event_allowed(snp, &suppressed)) {
+        return;
+    }
     qapi_event_send_snp_rmp_fault(name, devid, iova, spa, io_page_size,
                                   snp_rmp_size_to_qapi(check),
                                   snp_rmp_size_to_qapi(rmp),
-                                  reason_to_qapi(result), write);
+                                  reason_to_qapi(result), write,
+                                  suppressed != 0, suppressed);
 }
 
 /*
  * A failed check, apart from the check itself: keeps the check's own code
  * (on every page walk) free of what only a fault needs.
  */
-static void amdvi_snp_fault(PCIBus *bus, uint8_t devfn, hwaddr iova,
-                            hwaddr spa, uint64_t io_page_size,
+static void amdvi_snp_fault(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                            hwaddr iova, hwaddr spa, uint64_t io_page_size,
                             SnpRmpSize check, SnpRmpSize rmp_size,
                             SnpRmpCheckResult result, bool write,
                             bool report, uint64_t evt[2])
@@ -136,18 +170,18 @@ static void amdvi_snp_fault(PCIBus *bus, uint8_t devfn, hwaddr iova,
     uint16_t devid = PCI_BUILD_BDF(pci_bus_num(bus), devfn);
 
     if (report) {
-        amdvi_snp_report(bus, devfn, devid, iova, spa, io_page_size, check,
-                         rmp_size, result, write);
+        amdvi_snp_report(snp, bus, devfn, devid, iova, spa, io_page_size,
+                         check, rmp_size, result, write);
     }
     amdvi_snp_encode_rmp_fault(evt, devid, iova, write);
 }
 
 /* The failure half of amdvi_snp_check_dma(), out of its way */
-bool amdvi_snp_check_failed(PCIBus *bus, uint8_t devfn, hwaddr iova,
-                            IOMMUAccessFlags flag, IOMMUTLBEntry *ret,
-                            SnpRmpSize check, SnpRmpSize rmp_size,
-                            SnpRmpCheckResult result, bool report,
-                            uint64_t evt[2])
+bool amdvi_snp_check_failed(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                            hwaddr iova, IOMMUAccessFlags flag,
+                            IOMMUTLBEntry *ret, SnpRmpSize check,
+                            SnpRmpSize rmp_size, SnpRmpCheckResult result,
+                            bool report, uint64_t evt[2])
 {
     uint64_t io_page_size = ret->addr_mask + 1;
     hwaddr spa = (ret->translated_addr & ~ret->addr_mask) |
@@ -157,8 +191,8 @@ bool amdvi_snp_check_failed(PCIBus *bus, uint8_t devfn, hwaddr iova,
     if (flag == IOMMU_NONE) {
         return true;            /* a lookup, not a DMA: nothing to log */
     }
-    amdvi_snp_fault(bus, devfn, iova, spa, io_page_size, check, rmp_size,
-                    result, flag & IOMMU_WO, report, evt);
+    amdvi_snp_fault(snp, bus, devfn, iova, spa, io_page_size, check,
+                    rmp_size, result, flag & IOMMU_WO, report, evt);
     return false;
 }
 

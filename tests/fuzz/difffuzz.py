@@ -586,7 +586,7 @@ class Runner:
     def start(self):
         args = ["-M", "q35", "-m", "2G", "-object", "snp-rmp,id=rmp0",
                 "-device", "amd-iommu,dma-remap=on%s" %
-                (",snp=on" if self.snp else ""),
+                (",snp=on,rmp-fault-event-rate=0" if self.snp else ""),
                 "-device", "edu,id=edu0,addr=04.0,dma_mask=%d" % (2**64 - 1)]
         # DIFFFUZZ_QEMU_ARGS: extra arguments when debugging one program
         # (for example "-trace amdvi_*")

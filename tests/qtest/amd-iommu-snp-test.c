@@ -45,6 +45,9 @@
 
 #define EFR_SNP_SUP         (1ULL << 63)
 
+/* snp=on, and every SNP_RMP_FAULT the tests provoke comes out */
+#define SNP_ON ",snp=on,rmp-fault-event-rate=1"
+
 /* Device table entry, page table entry */
 #define DTE_V               (1ULL << 0)
 #define DTE_TV              (1ULL << 1)
@@ -304,7 +307,8 @@ static void iommu_setup(TestState *s, int devfn, unsigned devtab_pages)
                 CTRL_EVTINT_EN | CTRL_CMDBUF_EN);
 }
 
-static TestState *test_start(bool snp, const char *extra)
+/* @iommu_opts: more amd-iommu properties, after dma-remap=on */
+static TestState *test_start_opts(const char *iommu_opts, const char *extra)
 {
     TestState *s = g_new0(TestState, 1);
 
@@ -312,7 +316,7 @@ static TestState *test_start(bool snp, const char *extra)
                          "-object snp-rmp,id=rmp0 "
                          "-device amd-iommu,dma-remap=on%s "
                          "-device edu,id=edu0,addr=04.0,dma_mask=%" PRIu64
-                         " %s", snp ? ",snp=on" : "",
+                         " %s", iommu_opts,
                          (uint64_t)(1ULL << 39) - 1, extra ? extra : "");
     s->pcibus = qpci_new_pc(s->qts, NULL);
     iommu_setup(s, EDU_DEVFN, 1);
@@ -326,6 +330,11 @@ static TestState *test_start(bool snp, const char *extra)
     set_dte(s, EDU_DEVID, DTE_V | DTE_TV | DTE_MODE(3) | s->root |
             PTE_IR | PTE_IW);
     return s;
+}
+
+static TestState *test_start(bool snp, const char *extra)
+{
+    return test_start_opts(snp ? SNP_ON : "", extra);
 }
 
 static void test_end(TestState *s)
@@ -863,7 +872,7 @@ static void G_GNUC_PRINTF(2, 4) assert_qmp_error(QTestState *qts,
 static void test_qmp_errors(void)
 {
     QTestState *qts = qtest_init("-M q35 -m 512M -object snp-rmp,id=rmp0 "
-                                 "-device amd-iommu,dma-remap=on,snp=on "
+                                 "-device amd-iommu,dma-remap=on" SNP_ON " "
                                  "-device edu,id=edu0");
 
     qtest_qmp_assert_success(qts, "{ 'execute': 'snp-rmp-update', "
@@ -1118,7 +1127,7 @@ static void test_event_devid(void)
     QDict *ev;
 
     s->qts = qtest_initf("-M q35 -m 2G -object snp-rmp,id=rmp0 "
-                         "-device amd-iommu,dma-remap=on,snp=on "
+                         "-device amd-iommu,dma-remap=on" SNP_ON " "
                          "-device pcie-root-port,id=rp1,addr=05.0,chassis=1 "
                          "-device edu,id=edu0,bus=rp1,dma_mask=%" PRIu64,
                          (uint64_t)(1ULL << 39) - 1);
@@ -1227,6 +1236,42 @@ static void test_disabled_one_event(void)
     dma_read(s, spa);
     g_assert_cmpint(count_rmp_faults(s), ==, 1);
     g_assert_cmphex(mmio_readq(s, MMIO_EVT_TAIL), <=, s->evt_tail + 16);
+    test_end(s);
+}
+
+/*
+ * SNP_RMP_FAULT is a QMP event that a guest triggers at will (issue 9,
+ * "upstream shape"): at most rmp-fault-event-rate per second reach QMP,
+ * the next one counts those held back, and the guest's event log keeps
+ * every RMP_PAGE_FAULT.  With a rate of 1, three faults in a row give
+ * one event; a second later the fourth gives one with suppressed=2.
+ */
+static void test_fault_event_rate(void)
+{
+    TestState *s = test_start_opts(",snp=on,rmp-fault-event-rate=1", NULL);
+    uint64_t spa = page_spa(K4) + 0x100;
+    uint64_t iova = spa + IOVA_OFFSET;
+    QDict *ev;
+
+    rmp_update(s, spa & ~(K4 - 1), "4k", true, RMP_ASID, 0, true);
+    for (int i = 0; i < 3; i++) {
+        dma_read(s, iova);
+        expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, 0, iova);
+    }
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_false(qdict_haskey(qdict_get_qdict(ev, "data"), "suppressed"));
+    qobject_unref(ev);
+    g_assert_null(take_rmp_fault(s));
+
+    g_usleep(1100 * 1000);
+    dma_read(s, iova);
+    expect_event(s, EVT_RMP_PAGE_FAULT, EDU_DEVID, 0, iova);
+    ev = take_rmp_fault(s);
+    g_assert_nonnull(ev);
+    g_assert_cmpuint(qdict_get_int(qdict_get_qdict(ev, "data"), "suppressed"),
+                     ==, 2);
+    qobject_unref(ev);
     test_end(s);
 }
 
@@ -1399,7 +1444,7 @@ static void test_cmdbuf_tail_out_of_range(void)
 static void test_evtlog_without_base(void)
 {
     QTestState *qts = qtest_initf("-M q35 -m 2G -object snp-rmp,id=rmp0 "
-                                  "-device amd-iommu,dma-remap=on,snp=on "
+                                  "-device amd-iommu,dma-remap=on" SNP_ON " "
                                   "-device edu,id=edu0,addr=04.0,"
                                   "dma_mask=%" PRIu64,
                                   (uint64_t)(1ULL << 39) - 1);
@@ -2044,6 +2089,7 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu/evtlog-without-base",
                    test_evtlog_without_base);
     qtest_add_func("/amd-iommu/large-pte-all-ones", test_large_pte_all_ones);
+    qtest_add_func("/amd-iommu-snp/fault-event-rate", test_fault_event_rate);
     qtest_add_func("/amd-iommu/large-pte-run-of-one",
                    test_large_pte_run_of_one);
     qtest_add_func("/amd-iommu/inval-all-rereads-dte",

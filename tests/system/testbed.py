@@ -82,7 +82,7 @@ class Fork:
                 (" " + append if append else ""),
                 "-object", "snp-rmp,id=rmp0",
                 "-device", "amd-iommu,dma-remap=on" +
-                (",snp=on,rmp=rmp0" if snp else ""),
+                (",snp=on,rmp=rmp0,rmp-fault-event-rate=0" if snp else ""),
                 "-device", "edu,id=edu0,addr=04.0,dma_mask=0xffffffffff",
                 "-no-reboot"] + list(extra)
         args += ["-cpu", "host" if accel == "kvm" else "max"]

@@ -12,6 +12,7 @@
 #define HW_I386_AMD_IOMMU_SNP_H
 
 #include "system/memory.h"
+#include "qemu/ratelimit.h"
 #include "hw/i386/snp-rmp.h"
 #include "hw/i386/snp-rmp-check.h"
 
@@ -43,6 +44,15 @@ typedef struct AMDVISnp {
     GArray *bindings;
     /* Grows by 2 with every change of the bindings; starts at 2 */
     uint64_t bind_gen;
+    /*
+     * SNP_RMP_FAULT is a QMP event a guest triggers at will: at most
+     * "rmp-fault-event-rate" per second (0: no limit).  The events held
+     * back are counted in the next one.  Under the IOMMU's lock.
+     */
+    uint32_t fault_event_rate;
+    RateLimit fault_events;
+    int64_t fault_events_held_until;    /* QEMU_CLOCK_REALTIME, ns */
+    uint64_t fault_events_suppressed;
 } AMDVISnp;
 
 /*
@@ -89,11 +99,11 @@ static inline void amdvi_snp_narrow(IOMMUTLBEntry *ret, hwaddr iova)
 }
 
 uint32_t amdvi_snp_bound_asid(AMDVISnp *snp, PCIBus *bus, uint8_t devfn);
-bool amdvi_snp_check_failed(PCIBus *bus, uint8_t devfn, hwaddr iova,
-                            IOMMUAccessFlags flag, IOMMUTLBEntry *ret,
-                            SnpRmpSize check, SnpRmpSize rmp_size,
-                            SnpRmpCheckResult result, bool report,
-                            uint64_t evt[2]);
+bool amdvi_snp_check_failed(AMDVISnp *snp, PCIBus *bus, uint8_t devfn,
+                            hwaddr iova, IOMMUAccessFlags flag,
+                            IOMMUTLBEntry *ret, SnpRmpSize check,
+                            SnpRmpSize rmp_size, SnpRmpCheckResult result,
+                            bool report, uint64_t evt[2]);
 
 /* Inline: it runs on every translation, and calls cost what it does */
 static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
@@ -139,7 +149,7 @@ static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
         }
         return true;
     }
-    return amdvi_snp_check_failed(bus, devfn, iova, flag, ret, check,
+    return amdvi_snp_check_failed(snp, bus, devfn, iova, flag, ret, check,
                                   rmp_size, result, report, evt);
 }
 
