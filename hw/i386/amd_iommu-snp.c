@@ -18,6 +18,42 @@
 #include "amd_iommu.h"
 #include "trace.h"
 
+static int amdvi_snp_binding_index(AMDVISnp *snp, PCIDevice *dev);
+
+/* Drop the binding of @dev, if any: true if there was one */
+static bool amdvi_snp_unbind(AMDVIState *s, PCIDevice *dev)
+{
+    AMDVISnp *snp = &s->snp;
+    int i;
+
+    amdvi_lock(s);
+    i = amdvi_snp_binding_index(snp, dev);
+    if (i >= 0) {
+        g_array_remove_index_fast(snp->bindings, i);
+        snp->bind_gen += 2;
+    }
+    amdvi_unlock(s);
+    if (i < 0) {
+        return false;
+    }
+    object_unref(OBJECT(dev));
+    return true;
+}
+
+/* A bound device goes away (hot unplug): so does its binding */
+static void amdvi_snp_device_unrealize(DeviceListener *listener,
+                                       DeviceState *dev)
+{
+    AMDVISnp *snp = container_of(listener, AMDVISnp, device_listener);
+    AMDVIState *s = container_of(snp, AMDVIState, snp);
+    PCIDevice *pdev = (PCIDevice *)object_dynamic_cast(OBJECT(dev),
+                                                       TYPE_PCI_DEVICE);
+
+    if (pdev && amdvi_snp_unbind(s, pdev)) {
+        trace_amdvi_snp_bind(dev->id ? dev->id : "", SNP_RMP_ASID_NONE);
+    }
+}
+
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
 {
     if (!snp->enabled) {
@@ -48,6 +84,8 @@ bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp)
     ratelimit_init(&snp->fault_events);
     ratelimit_set_speed(&snp->fault_events, snp->fault_event_rate,
                         NANOSECONDS_PER_SECOND);
+    snp->device_listener.unrealize = amdvi_snp_device_unrealize;
+    device_listener_register(&snp->device_listener);
     return true;
 }
 
@@ -273,28 +311,44 @@ void qmp_snp_iommu_bind_device(const char *device, uint32_t asid,
 void qmp_snp_iommu_unbind_device(const char *device, Error **errp)
 {
     AMDVIState *s = amdvi_snp_find(errp);
-    AMDVISnp *snp = s ? &s->snp : NULL;
     PCIDevice *dev;
-    int i;
 
-    if (!snp) {
+    if (!s) {
         return;
     }
     dev = amdvi_snp_find_device(device, errp);
     if (!dev) {
         return;
     }
-    amdvi_lock(s);
-    i = amdvi_snp_binding_index(snp, dev);
-    if (i >= 0) {
-        g_array_remove_index_fast(snp->bindings, i);
-        snp->bind_gen += 2;
-    }
-    amdvi_unlock(s);
-    if (i < 0) {
+    if (!amdvi_snp_unbind(s, dev)) {
         error_setg(errp, "'%s' is not bound to a guest", device);
         return;
     }
-    object_unref(OBJECT(dev));
     trace_amdvi_snp_bind(device, SNP_RMP_ASID_NONE);
+}
+
+SnpIommuBindingList *qmp_query_snp_iommu_bindings(Error **errp)
+{
+    AMDVIState *s = amdvi_snp_find(errp);
+    SnpIommuBindingList *head = NULL, **tail = &head;
+
+    if (!s) {
+        return NULL;
+    }
+    amdvi_lock(s);
+    for (guint i = 0; i < s->snp.bindings->len; i++) {
+        AMDVISnpBinding *b = &g_array_index(s->snp.bindings,
+                                            AMDVISnpBinding, i);
+        SnpIommuBinding *info = g_new0(SnpIommuBinding, 1);
+        DeviceState *d = DEVICE(b->dev);
+
+        info->device = d->id ? g_strdup(d->id)
+                             : object_get_canonical_path(OBJECT(d));
+        info->devid = PCI_BUILD_BDF(pci_bus_num(pci_get_bus(b->dev)),
+                                    b->dev->devfn);
+        info->asid = b->asid;
+        QAPI_LIST_APPEND(tail, info);
+    }
+    amdvi_unlock(s);
+    return head;
 }

@@ -363,11 +363,60 @@ static void test_migration_corrupt(void)
     rmdir(dir);
 }
 
+static QList *query_bindings(QTestState *qts)
+{
+    QDict *rsp = qtest_qmp(qts, "{ 'execute': 'query-snp-iommu-bindings' }");
+    QList *list;
+
+    g_assert(qdict_haskey(rsp, "return"));
+    list = qobject_ref(qdict_get_qlist(rsp, "return"));
+    qobject_unref(rsp);
+    return list;
+}
+
+/*
+ * Issue 9 defect 6: a bound device that is unplugged loses its binding
+ * (it held a reference to the device, and a device hot-added later at
+ * the same address would have been bound).  The unplug request completes
+ * at the system reset, as in device-plug-test.
+ */
+static void test_binding_unplug(void)
+{
+    QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
+                                 "-device amd-iommu,dma-remap=on,snp=on "
+                                 "-device pcie-root-port,id=p1 "
+                                 "-device edu,id=edu1,bus=p1 "
+                                 "-device edu,id=edu2");
+    QList *list;
+    QDict *b;
+
+    qtest_qmp_assert_success(qts, "{ 'execute': 'snp-iommu-bind-device', "
+                             "'arguments': { 'device': 'edu1', 'asid': 5 } }");
+    qtest_qmp_assert_success(qts, "{ 'execute': 'snp-iommu-bind-device', "
+                             "'arguments': { 'device': 'edu2', 'asid': 6 } }");
+    list = query_bindings(qts);
+    g_assert_cmpuint(qlist_size(list), ==, 2);
+    qobject_unref(list);
+
+    qtest_qmp_device_del_send(qts, "edu1");
+    qtest_system_reset_nowait(qts);
+    qtest_qmp_eventwait(qts, "DEVICE_DELETED");
+
+    list = query_bindings(qts);
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    b = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(b, "device"), ==, "edu2");
+    g_assert_cmpuint(qdict_get_int(b, "asid"), ==, 6);
+    qobject_unref(list);
+    qtest_quit(qts);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/snp-rmp-qmp/hostile-spa", test_hostile_spa);
     qtest_add_func("/snp-rmp-qmp/query-in-ram", test_query_in_ram);
     qtest_add_func("/snp-rmp-qmp/migration-corrupt", test_migration_corrupt);
+    qtest_add_func("/snp-rmp-qmp/binding-unplug", test_binding_unplug);
     return g_test_run();
 }

@@ -44,6 +44,8 @@ typedef struct AMDVISnp {
     GArray *bindings;
     /* Grows by 2 with every change of the bindings; starts at 2 */
     uint64_t bind_gen;
+    /* An unplugged device's binding goes with it */
+    DeviceListener device_listener;
     /*
      * SNP_RMP_FAULT is a QMP event a guest triggers at will: at most
      * "rmp-fault-event-rate" per second (0: no limit).  The events held
