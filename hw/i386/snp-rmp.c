@@ -10,6 +10,7 @@
 #include "qemu/osdep.h"
 #include "qemu/units.h"
 #include "qapi/error.h"
+#include "qapi/visitor.h"
 #include "qemu/error-report.h"
 #include "qapi/qapi-commands-snp.h"
 #include "qom/object_interfaces.h"
@@ -599,6 +600,7 @@ static void snp_rmp_complete(UserCreatable *uc, Error **errp)
         rmp->conversion.notify = snp_rmp_shadow_conversion;
         kvm_memory_conversion_notifier_add(&rmp->conversion);
     }
+    rmp->complete = true;
 }
 
 static void snp_rmp_instance_init(Object *obj)
@@ -607,8 +609,6 @@ static void snp_rmp_instance_init(Object *obj)
 
     qemu_rec_mutex_init(&rmp->lock);
     notifier_list_init(&rmp->change_notifiers);
-    object_property_add_uint32_ptr(obj, "asid", &rmp->asid,
-                                   OBJ_PROP_FLAG_READWRITE);
 }
 
 static void snp_rmp_instance_finalize(Object *obj)
@@ -638,7 +638,36 @@ static bool snp_rmp_get_shadow(Object *obj, Error **errp)
 
 static void snp_rmp_set_shadow(Object *obj, bool value, Error **errp)
 {
-    SNP_RMP(obj)->shadow = value;
+    SnpRmp *rmp = SNP_RMP(obj);
+
+    if (rmp->complete) {
+        error_setg(errp, "'shadow' cannot change once the object exists");
+        return;
+    }
+    rmp->shadow = value;
+}
+
+static void snp_rmp_get_asid(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint32_t value = SNP_RMP(obj)->asid;
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void snp_rmp_set_asid(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    SnpRmp *rmp = SNP_RMP(obj);
+    uint32_t value;
+
+    if (rmp->complete) {
+        error_setg(errp, "'asid' cannot change once the object exists");
+        return;
+    }
+    if (visit_type_uint32(v, name, &value, errp)) {
+        rmp->asid = value;
+    }
 }
 
 static void snp_rmp_class_init(ObjectClass *oc, const void *data)
@@ -651,6 +680,10 @@ static void snp_rmp_class_init(ObjectClass *oc, const void *data)
                                    snp_rmp_set_shadow);
     object_class_property_set_description(oc, "shadow",
         "mirror the RMP that KVM keeps for this SEV-SNP guest");
+    object_class_property_add(oc, "asid", "uint32", snp_rmp_get_asid,
+                              snp_rmp_set_asid, NULL, NULL);
+    object_class_property_set_description(oc, "asid",
+        "shadow: the ASID private pages are assigned to");
 }
 
 static const TypeInfo snp_rmp_info = {

@@ -61,6 +61,7 @@ struct RmpSyncEngine {
     GArray *ranges;             /* Range, sorted by start */
     unsigned txn_depth;         /* rmp_sync_begin() nesting */
     GArray *pending;            /* PendingRegion, in the open transaction */
+    RmpSyncOp failed_op;        /* the operation execute() stopped at */
     uint64_t n_region_records;
     RmpSyncStats stats;
 
@@ -615,6 +616,7 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
         if (ret) {
             e->stats.errors++;
             e->stats.last_error = ret;
+            e->failed_op = *op;
             break;
         }
         if (op->type == RMP_SYNC_OP_UNMAP) {
@@ -680,17 +682,18 @@ static bool region_idle(RmpSyncEngine *e, Region *r)
 }
 
 /*
- * Remove whatever the IOAS holds in region @i of @rg: after a failure the
- * engine cannot know which areas a failed unmap removed.  On success the
- * region is known to be empty; on failure it is lost.
+ * Remove whatever the IOAS holds in [@lo, @hi) of region @i of @rg: the
+ * engine cannot know which of its areas a failed unmap removed.  On
+ * success the range is known to be empty; on failure the region is lost.
  */
-static int purge_region(RmpSyncEngine *e, Range *rg, uint64_t i)
+static int purge_range(RmpSyncEngine *e, Range *rg, uint64_t i,
+                       uint64_t lo, uint64_t hi)
 {
     Region *r = rg->regions[i];
     uint64_t base = region_iova(e, rg, i);
-    uint64_t lo = MAX(base, rg->start);
-    uint64_t hi = MIN(base + region_bytes(e), rg->start + rg->size);
     RmpSyncOp op = { .type = RMP_SYNC_OP_PURGE, .iova = lo, .size = hi - lo };
+    unsigned start = (lo - base) >> e->page_shift;
+    unsigned end = (hi - base) >> e->page_shift;
     int ret;
 
     e->stats.ioctls++;
@@ -702,10 +705,19 @@ static int purge_region(RmpSyncEngine *e, Range *rg, uint64_t i)
         r->lost = true;
         return ret;
     }
-    bits_set(bm(e, r, BM_MAPPED), 0, e->pages, false);
-    bits_set(bm(e, r, BM_STARTS), 0, e->pages, false);
+    bits_set(bm(e, r, BM_MAPPED), start, end, false);
+    bits_set(bm(e, r, BM_STARTS), start, end, false);
     r->lost = false;
     return 0;
+}
+
+/* The same over the whole region: what a lost region needs */
+static int purge_region(RmpSyncEngine *e, Range *rg, uint64_t i)
+{
+    uint64_t base = region_iova(e, rg, i);
+
+    return purge_range(e, rg, i, MAX(base, rg->start),
+                       MIN(base + region_bytes(e), rg->start + rg->size));
 }
 
 static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i,
@@ -721,8 +733,15 @@ static int sync_region(RmpSyncEngine *e, Range *rg, uint64_t i,
     }
     plan_region(e, r, base, r->dirty ? 0 : lo, r->dirty ? e->pages : hi);
     ret = execute(e, r, base);
-    if (ret && !purge_region(e, rg, i)) {
-        /* the kernel holds nothing of the region now: plan it again */
+    /*
+     * A failed map left the IOAS as it was: the bitmaps are right, try
+     * again at the next event.  A failed unmap may have removed some of
+     * the areas of its range (the plan was removing them all): remove the
+     * rest, then plan the region again.
+     */
+    if (ret && e->failed_op.type == RMP_SYNC_OP_UNMAP &&
+        !purge_range(e, rg, i, e->failed_op.iova,
+                     e->failed_op.iova + e->failed_op.size)) {
         plan_region(e, r, base, 0, e->pages);
         execute(e, r, base);
     }
@@ -864,6 +883,34 @@ static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, uint64_t base,
 typedef bool RegionUpdateFn(RmpSyncEngine *e, Region *r, uint64_t base,
                             unsigned start, unsigned end, bool v);
 
+/* Unmap at once the areas of region @i of @rg over pages [@lo, @hi) */
+static void unmap_now(RmpSyncEngine *e, Range *rg, uint64_t i, unsigned lo,
+                      unsigned hi)
+{
+    Region *r = rg->regions[i];
+    uint64_t base = region_iova(e, rg, i);
+    Area *areas = e->areas;
+    unsigned k = region_areas(e, r, areas), a0 = 0, a1;
+
+    while (a0 < k && areas[a0].end <= lo) {
+        a0++;
+    }
+    for (a1 = a0; a1 < k && areas[a1].start < hi; a1++) {
+        /* the areas that overlap the pages: a run */
+    }
+    if (a0 == a1 || r->lost) {
+        return;
+    }
+    push_op(e, RMP_SYNC_OP_UNMAP, base, areas[a0].start, areas[a1 - 1].end);
+    if (execute(e, r, base)) {
+        r->dirty = true;
+        if (e->failed_op.type == RMP_SYNC_OP_UNMAP) {
+            purge_range(e, rg, i, e->failed_op.iova,
+                        e->failed_op.iova + e->failed_op.size);
+        }
+    }
+}
+
 /* In a transaction: plan region @i of @rg at commit, pages [@lo, @hi) */
 static void defer_region(RmpSyncEngine *e, Range *rg, uint64_t i,
                          unsigned lo, unsigned hi)
@@ -934,6 +981,16 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 
             if (fn(e, rg->regions[i], base, lo, hi, v) ||
                 rg->regions[i]->dirty || created) {
+                if (e->txn_depth && fn == set_shared_fn && !v &&
+                    e->policy == RMP_SYNC_MAP_SHARED) {
+                    /*
+                     * Memory being discarded must be unmapped before the
+                     * discard returns (RamDiscardListener's contract):
+                     * unmap now, remap the rest of the areas at commit
+                     */
+                    unmap_now(e, rg, i, lo, hi);
+                    partial = false;
+                }
                 if (e->txn_depth) {
                     defer_region(e, rg, i, partial ? lo : 0,
                                  partial ? hi : e->pages);

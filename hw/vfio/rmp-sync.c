@@ -86,6 +86,7 @@ struct VFIORmpSync {
     SnpRmpTable *table;         /* the RMP's, taken before any @lock */
     RmpSyncEngine *engine;      /* its lock guards @sections too */
     Notifier rmp_changed;
+    bool listening;             /* rmp_changed is registered */
     Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
     QLIST_ENTRY(VFIORmpSync) next;
@@ -121,7 +122,8 @@ static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size,
     };
 
     if (ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &unmap)) {
-        return -errno;
+        /* iommufd's type1 compat: -ENOENT where nothing is mapped */
+        return expect == UINT64_MAX && errno == ENOENT ? 0 : -errno;
     }
     return expect == UINT64_MAX || unmap.size == expect ? 0 : -ENOENT;
 }
@@ -276,7 +278,9 @@ static void vfio_rmp_sync_free(VFIORmpSync *s)
     assert(QLIST_EMPTY(&s->sections));
     migrate_del_blocker(&s->cpr_blocker);
     /* waits for a conversion in progress: it holds the RMP's lock */
-    snp_rmp_remove_change_notifier(s->rmp, &s->rmp_changed);
+    if (s->listening) {
+        snp_rmp_remove_change_notifier(s->rmp, &s->rmp_changed);
+    }
     object_unref(OBJECT(s->rmp));
     rmp_sync_engine_free(s->engine);
     QLIST_REMOVE(s, next);
@@ -306,7 +310,6 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
                                     vfio_rmp_sync_rmp_is_2m, s);
     rmp_sync_engine_set_hitless(s->engine, s->hitless);
     s->rmp_changed.notify = vfio_rmp_sync_rmp_changed;
-    snp_rmp_add_change_notifier(rmp, &s->rmp_changed);
     QLIST_INIT(&s->sections);
     QLIST_INSERT_HEAD(&vfio_rmp_syncs, s, next);
     error_setg(&s->cpr_blocker, "vfio: a container with rmp-sync does not "
@@ -318,6 +321,13 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
         return NULL;
     }
     return s;
+}
+
+/* Once it is complete, let the RMP's changes reach it */
+static void vfio_rmp_sync_listen(VFIORmpSync *s)
+{
+    snp_rmp_add_change_notifier(s->rmp, &s->rmp_changed);
+    s->listening = true;
 }
 
 /*
@@ -353,6 +363,7 @@ static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
     s->name = g_strdup_printf("iommufd %s IOAS %u",
                               object_get_canonical_path_component(
                                   OBJECT(c->be)), c->ioas_id);
+    vfio_rmp_sync_listen(s);
     return s;
 }
 
@@ -422,6 +433,7 @@ bool vfio_rmp_sync_legacy_init(VFIOContainer *bcontainer,
     }
     s->type1_fd = VFIO_IOMMU_LEGACY(bcontainer)->fd;
     s->name = g_strdup_printf("type1 container of %s", vbasedev->name);
+    vfio_rmp_sync_listen(s);
     /* hitless: a mapping per page of a 4K-RMP region, at worst all RAM */
     if (s->hitless && current_machine &&
         current_machine->ram_size / SNP_RMP_BYTES_4K >
@@ -497,6 +509,32 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
             return true;
         }
         return false;
+    }
+    if (memory_region_has_ram_discard_manager(section->mr) &&
+        !s->rmp->shadow) {
+        /*
+         * Its page states change on vCPU threads (conversions), which
+         * only a shadow RMP brackets for the engine
+         */
+        error_setg(errp, "vfio %s: rmp-sync over RAM whose pages convert "
+                   "(guest_memfd) needs '-object snp-rmp,shadow=on'",
+                   s->name);
+        return true;
+    }
+    if (memory_region_has_guest_memfd(section->mr) &&
+        s->policy == RMP_SYNC_POLICY_ALL) {
+        /*
+         * Private pages live in the guest_memfd, not behind the shared
+         * backing's address, which a conversion discards: mapping them
+         * needs IOMMU_IOAS_MAP_FILE of the guest_memfd, which Linux does
+         * not accept (it maps memfd and hugetlbfs files only)
+         */
+        error_setg(errp, "vfio %s: rmp-sync=all cannot map the private "
+                   "pages of guest_memfd RAM", s->name);
+        error_append_hint(errp, "Mapping them needs IOMMU_IOAS_MAP_FILE of "
+                          "the guest_memfd, which the kernel does not "
+                          "support; use rmp-sync=shared.\n");
+        return true;
     }
     sec = g_new0(VFIORmpSyncSection, 1);
     sec->sync = s;

@@ -46,7 +46,7 @@
 #define EFR_SNP_SUP         (1ULL << 63)
 
 /* snp=on, and every SNP_RMP_FAULT the tests provoke comes out */
-#define SNP_ON ",snp=on,rmp-fault-event-rate=1"
+#define SNP_ON ",snp=on,rmp-fault-event-rate=0"
 
 /* Device table entry, page table entry */
 #define DTE_V               (1ULL << 0)

@@ -36,6 +36,7 @@ typedef struct World {
     /* unmaps: remove the first half of the areas, then fail (-EBUSY) */
     unsigned fail_partway_one_in;
     bool purges_fail;           /* purges fail as the other ops do */
+    bool fail_maps_only;        /* fail_one_in applies to maps only */
     /*
      * Pages that were unsafe after some operation: covered by an area
      * that spans a whole region whose RMP is 4K (a 2M IO page over 4K RMP
@@ -65,6 +66,7 @@ static int fake_issue_one(void *opaque, const RmpSyncOp *op)
     g_assert_cmpuint(op->size % PAGE, ==, 0);
     g_assert_cmpuint(op->size, >, 0);
     if (w->fail_one_in && (op->type != RMP_SYNC_OP_PURGE || w->purges_fail) &&
+        (op->type == RMP_SYNC_OP_MAP || !w->fail_maps_only) &&
         !g_rand_int_range(w->rnd, 0, w->fail_one_in)) {
         return -ENOMEM;
     }
@@ -750,7 +752,7 @@ static void test_txn_to_shared_2m(void)
  * A to-private conversion of one 4K page of a shared 2M region, with the
  * smash KVM does for it, as one transaction: the region's 2M area goes,
  * the 511 shared pages come back as two areas; no layout in between is
- * unsafe, and the page-state change alone plans nothing.
+ * unsafe.  The unmap happens at the discard, the maps at the commit.
  */
 static void test_txn_to_private_smash(void)
 {
@@ -771,12 +773,19 @@ static void test_txn_to_private_smash(void)
     rmp_sync_begin(w->e);
     w->shared[7] = false;
     g_assert_cmpint(rmp_sync_set_shared(w->e, 7 * PAGE, PAGE, false), ==, 0);
+    /*
+     * The discarded page is unmapped before the discard notification
+     * returns (RamDiscardListener's contract): the 2M area goes at once
+     */
+    g_assert_cmpuint(w->ops->len, ==, 1);
+    g_assert_cmpint(g_array_index(w->ops, RmpSyncOp, 0).type, ==,
+                    RMP_SYNC_OP_UNMAP);
     w->rmp_2m[0] = false;
     g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, P * PAGE), ==, 0);
     /* nested: the inner commit plans nothing */
     rmp_sync_begin(w->e);
     g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
-    g_assert_cmpuint(w->ops->len, ==, 0);
+    g_assert_cmpuint(w->ops->len, ==, 1);
     g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
     check_all(w);
     rmp_sync_get_stats(w->e, &st);
@@ -992,6 +1001,42 @@ static void test_errors_partial_unmap(void)
     world_free(w);
 }
 
+/*
+ * A failed map leaves the IOAS as it was (IOMMU_IOAS_MAP and
+ * VFIO_IOMMU_MAP_DMA undo their work): nothing to purge, and in hitless
+ * mode no page that stays mapped is ever unmapped, failures or not.
+ */
+static void test_errors_map_hitless(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 3, 0, 13);
+    RmpSyncStats st;
+
+    w->hitless = true;
+    rmp_sync_engine_set_hitless(w->e, true);
+    world_add_ranges(w, false);
+    w->fail_one_in = 3;
+    w->fail_maps_only = true;
+    for (unsigned step = 0; step < 2000; step++) {
+        unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
+        unsigned len = g_rand_int_range(w->rnd, 1, 20);
+        bool shared = g_rand_boolean(w->rnd);
+        int ret;
+
+        for (unsigned p = start; p < start + len && p < w->n_pages; p++) {
+            w->shared[p] = shared;
+        }
+        ret = rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
+                                  (uint64_t)len * PAGE, shared);
+        g_assert_true(ret == 0 || ret == -ENOMEM);
+        check_view_matches_ioas(w);
+    }
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.errors, >, 100);
+    g_assert_cmpuint(st.purges, ==, 0);
+    g_assert_cmpuint(st.windows, ==, 0);
+    world_free(w);
+}
+
 static void check_view_matches_ioas(World *w)
 {
     g_autoptr(GArray) view = g_array_new(false, false, sizeof(FakeArea));
@@ -1026,5 +1071,6 @@ int main(int argc, char **argv)
     g_test_add_func("/rmp-sync/errors-keep-state", test_errors_keep_state);
     g_test_add_func("/rmp-sync/errors-partial-unmap",
                     test_errors_partial_unmap);
+    g_test_add_func("/rmp-sync/errors-map-hitless", test_errors_map_hitless);
     return g_test_run();
 }

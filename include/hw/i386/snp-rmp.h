@@ -52,6 +52,7 @@ struct SnpRmp {
      */
     QemuRecMutex lock;
     SnpRmpTable *table;         /* created when first used: RAM is known */
+    bool complete;              /* created: shadow and asid are fixed */
     bool shadow;                /* mirrors KVM's RMP of this guest */
     uint32_t asid;              /* shadow: ASID of private pages */
     NotifierList change_notifiers;
