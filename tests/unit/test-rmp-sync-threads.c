@@ -8,7 +8,9 @@
  * page states as the RAM-discard notifications give them (in two halves),
  * the shadow RMP change (snp_rmp_table_shadow_convert()), the RMP change
  * event, rmp_sync_commit().  Another thread reads the statistics and the
- * areas, as QMP does.  Afterwards the fake IOAS must hold exactly the
+ * areas, as QMP does, and one more adds and removes memory, as the memory
+ * listener does, without the RMP's lock: only the engine's own lock keeps
+ * it apart from the others.  Afterwards the fake IOAS must hold exactly the
  * areas the engine believes it holds, every one safe against the final
  * RMP, and exactly the shared pages the RMP allows.  Run it under
  * ThreadSanitizer too: the fake IOAS has no lock of its own, so a call
@@ -27,7 +29,10 @@
 #define K4 SNP_RMP_BYTES_4K
 #define M2 SNP_RMP_BYTES_2M
 #define RAM_SIZE (32 * MiB)
-#define N_PAGES (RAM_SIZE / K4)
+/* memory that comes and goes (hotplug), in the main loop's thread */
+#define HOTPLUG_START RAM_SIZE
+#define HOTPLUG_SIZE (4 * MiB)
+#define N_PAGES ((RAM_SIZE + HOTPLUG_SIZE) / K4)
 #define N_REGIONS (RAM_SIZE / M2)
 #define PAGES_PER_REGION (M2 / K4)
 
@@ -142,6 +147,23 @@ static void count_area(uint64_t iova, uint64_t size, void *opaque)
     (*(uint64_t *)opaque) += size;
 }
 
+/* The memory listener: region_add and region_del, with the BQL only */
+static void *hotplug(void *opaque)
+{
+    Stress *s = opaque;
+
+    while (g_get_monotonic_time() < s->deadline) {
+        rmp_sync_begin(s->e);
+        g_assert_cmpint(rmp_sync_add_range_backed(s->e, HOTPLUG_START,
+                                                  HOTPLUG_SIZE, true, K4),
+                        ==, 0);
+        g_assert_cmpint(rmp_sync_commit(s->e), ==, 0);
+        g_assert_cmpint(rmp_sync_del_range(s->e, HOTPLUG_START,
+                                           HOTPLUG_SIZE), ==, 0);
+    }
+    return NULL;
+}
+
 /* QMP: query-rmp-sync and a dump of the areas */
 static void *reader(void *opaque)
 {
@@ -177,6 +199,10 @@ static void check_final(Stress *s)
     RmpSyncStats st;
     uint64_t mapped = 0;
 
+    /* the hotplugged memory is gone: nothing of it stays mapped */
+    for (uint64_t p = HOTPLUG_START / K4; p < N_PAGES; p++) {
+        g_assert_false(s->mapped[p]);
+    }
     for (uint64_t r = 0; r < N_REGIONS; r++) {
         uint64_t base = r * PAGES_PER_REGION;
         bool rmp_2m = rmp_sync_rmp_is_2m(s->t, base * K4);
@@ -224,7 +250,7 @@ static void test_concurrent_conversions(void)
     Stress *s = g_new0(Stress, 1);
     const SnpRmpRange ram = { 0, RAM_SIZE };
     const char *ms = g_getenv("RMP_SYNC_STRESS_MS");
-    GThread *threads[N_CONVERTERS + 1];
+    GThread *threads[N_CONVERTERS + 2];
 
     s->t = snp_rmp_table_new(&ram, 1);
     qemu_rec_mutex_init(&s->rmp_lock);
@@ -242,7 +268,8 @@ static void test_concurrent_conversions(void)
         threads[i] = g_thread_new("converter", converter, s);
     }
     threads[N_CONVERTERS] = g_thread_new("reader", reader, s);
-    for (int i = 0; i <= N_CONVERTERS; i++) {
+    threads[N_CONVERTERS + 1] = g_thread_new("hotplug", hotplug, s);
+    for (int i = 0; i <= N_CONVERTERS + 1; i++) {
         g_thread_join(threads[i]);
     }
     g_test_message("%d conversions, %d reads, %" PRIu64 " ioctls",
