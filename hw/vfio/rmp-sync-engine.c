@@ -21,6 +21,9 @@ typedef struct Region {
     bool dirty;                 /* an operation failed: plan it again */
     bool lost;                  /* and the purge too: mappings unknown */
     bool pending;               /* changed in the open transaction */
+    bool event_open;            /* an execution of the event ran */
+    bool event_was_2m_area;     /* one 2M area when the event began */
+    int64_t event_first_unmap;  /* g_get_monotonic_time(), 0: none yet */
     unsigned pending_lo, pending_hi;    /* the pages it changed */
     uint64_t bits[];            /* valid, shared, mapped, starts */
 } Region;
@@ -75,7 +78,13 @@ struct RmpSyncEngine {
 
 /* Bitmaps */
 
-enum { BM_VALID, BM_SHARED, BM_MAPPED, BM_STARTS, BM_COUNT };
+/*
+ * BM_BEFORE and BM_UNMAPPED span one event, which may take several
+ * executions (a transaction unmaps discarded pages at once and maps at
+ * its commit): what was mapped when the event began, and what it unmapped
+ */
+enum { BM_VALID, BM_SHARED, BM_MAPPED, BM_STARTS, BM_BEFORE, BM_UNMAPPED,
+       BM_COUNT };
 
 static uint64_t *bm(RmpSyncEngine *e, Region *r, int which)
 {
@@ -588,16 +597,30 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
 }
 
 /* Issue the planned operations, keeping the bitmaps as the kernel has it */
-static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
+static bool region_is_2m_area(RmpSyncEngine *e, Region *r)
 {
-    uint64_t before[MAX_WORDS], unmapped[MAX_WORDS] = { 0 };
-    int64_t first_unmap = 0;
-    bool was_2m_area;
+    return bits_count(bm(e, r, BM_MAPPED), e->words) == e->pages &&
+           bits_count(bm(e, r, BM_STARTS), e->words) == 1;
+}
+
+/*
+ * Issue the planned operations, keeping the bitmaps as the kernel has it.
+ * @last: the event's last execution for the region, which accounts its
+ * resize and its unmap-then-map window.
+ */
+static int execute_part(RmpSyncEngine *e, Region *r, uint64_t base,
+                        bool last)
+{
+    uint64_t *before = bm(e, r, BM_BEFORE), *unmapped = bm(e, r, BM_UNMAPPED);
     int ret = 0;
 
-    memcpy(before, bm(e, r, BM_MAPPED), e->words * sizeof(uint64_t));
-    was_2m_area = bits_count(before, e->words) == e->pages &&
-                  bits_count(bm(e, r, BM_STARTS), e->words) == 1;
+    if (!r->event_open) {
+        memcpy(before, bm(e, r, BM_MAPPED), e->words * sizeof(uint64_t));
+        memset(unmapped, 0, e->words * sizeof(uint64_t));
+        r->event_was_2m_area = region_is_2m_area(e, r);
+        r->event_first_unmap = 0;
+        r->event_open = true;
+    }
     for (guint i = 0; i < e->ops->len; i++) {
         RmpSyncOp *op = &g_array_index(e->ops, RmpSyncOp, i);
         unsigned start = (op->iova - base) >> e->page_shift;
@@ -608,8 +631,8 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
             op->mapped = (uint64_t)bits_count_range(bm(e, r, BM_MAPPED),
                                                     start, end)
                          << e->page_shift;
-            if (!first_unmap) {
-                first_unmap = g_get_monotonic_time();
+            if (!r->event_first_unmap) {
+                r->event_first_unmap = g_get_monotonic_time();
             }
         }
         ret = e->issue(e->opaque, op);
@@ -631,11 +654,13 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
             bits_set(bm(e, r, BM_STARTS), start, start + 1, true);
         }
     }
-    /* a resize: the region went between one 2M area and smaller ones */
-    if (e->ops->len && !ret) {
-        bool is_2m_area = bits_count(bm(e, r, BM_MAPPED), e->words) ==
-                          e->pages &&
-                          bits_count(bm(e, r, BM_STARTS), e->words) == 1;
+    g_array_set_size(e->ops, 0);
+    if (!last) {
+        return ret;
+    }
+    r->event_open = false;
+    if (!ret) {
+        /* a resize: the region went between one 2M area and smaller ones */
         uint64_t both = 0, gap = 0;
 
         for (unsigned w = 0; w < e->words; w++) {
@@ -644,11 +669,11 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
             gap += __builtin_popcountll(before[w] & bm(e, r, BM_MAPPED)[w] &
                                         unmapped[w]);
         }
-        if (both && was_2m_area != is_2m_area) {
+        if (both && r->event_was_2m_area != region_is_2m_area(e, r)) {
             e->stats.resizes++;
         }
         if (gap) {
-            uint64_t us = g_get_monotonic_time() - first_unmap;
+            uint64_t us = g_get_monotonic_time() - r->event_first_unmap;
 
             e->stats.windows++;
             e->stats.window_pages += gap;
@@ -656,8 +681,12 @@ static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
             e->stats.window_us_total += us;
         }
     }
-    g_array_set_size(e->ops, 0);
     return ret;
+}
+
+static int execute(RmpSyncEngine *e, Region *r, uint64_t base)
+{
+    return execute_part(e, r, base, true);
 }
 
 /* The region's areas are what its plan asks for: a replan issues nothing */
@@ -902,7 +931,7 @@ static void unmap_now(RmpSyncEngine *e, Range *rg, uint64_t i, unsigned lo,
         return;
     }
     push_op(e, RMP_SYNC_OP_UNMAP, base, areas[a0].start, areas[a1 - 1].end);
-    if (execute(e, r, base)) {
+    if (execute_part(e, r, base, false)) {
         r->dirty = true;
         if (e->failed_op.type == RMP_SYNC_OP_UNMAP) {
             purge_range(e, rg, i, e->failed_op.iova,

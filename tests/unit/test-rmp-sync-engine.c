@@ -791,6 +791,10 @@ static void test_txn_to_private_smash(void)
     rmp_sync_get_stats(w->e, &st);
     g_assert_cmpuint(st.ioctls - st0.ioctls, ==, 3);   /* unmap, 2 maps */
     g_assert_cmpuint(st.events - st0.events, ==, 1);
+    /* the 511 pages that stay were unmapped in between: one window */
+    g_assert_cmpuint(st.windows - st0.windows, ==, 1);
+    g_assert_cmpuint(st.window_pages - st0.window_pages, ==, P - 1);
+    g_assert_cmpuint(st.resizes - st0.resizes, ==, 1);
     g_assert_cmpuint(st.areas, ==, 2);
     /* the 2M area over the new 4K entries before the engine knew: none */
     g_assert_cmpuint(w->unsafe_instants, ==, 0);
