@@ -1102,12 +1102,7 @@ static int rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
 int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                        bool shared)
 {
-    int ret;
-
-    qemu_rec_mutex_lock(&e->lock);
-    ret = add_range(e, iova, size, shared, region_bytes(e));
-    qemu_rec_mutex_unlock(&e->lock);
-    return ret;
+    return rmp_sync_add_range_backed(e, iova, size, shared, region_bytes(e));
 }
 
 int rmp_sync_add_range_backed(RmpSyncEngine *e, uint64_t iova,

@@ -886,6 +886,20 @@ static void test_outside_and_redundant(void)
 
 static void check_view_matches_ioas(World *w);
 
+/* A random conversion of up to 19 pages: the world, then the engine */
+static int random_set_shared(World *w)
+{
+    unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
+    unsigned len = g_rand_int_range(w->rnd, 1, 20);
+    bool shared = g_rand_boolean(w->rnd);
+
+    for (unsigned p = start; p < start + len && p < w->n_pages; p++) {
+        w->shared[p] = shared;
+    }
+    return rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
+                               (uint64_t)len * PAGE, shared);
+}
+
 /* An ioctl fails: the engine's view stays the kernel's, a later event heals */
 static void test_errors_keep_state(void)
 {
@@ -895,16 +909,7 @@ static void test_errors_keep_state(void)
     world_add_ranges(w, false);
     w->fail_one_in = 4;
     for (unsigned step = 0; step < 2000; step++) {
-        unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
-        unsigned len = g_rand_int_range(w->rnd, 1, 20);
-        bool shared = g_rand_boolean(w->rnd);
-        int ret;
-
-        for (unsigned p = start; p < start + len && p < w->n_pages; p++) {
-            w->shared[p] = shared;
-        }
-        ret = rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
-                                  (uint64_t)len * PAGE, shared);
+        int ret = random_set_shared(w);
         g_assert_true(ret == 0 || ret == -ENOMEM);
         check_view_matches_ioas(w);
         if (step % 97 == 0) {
@@ -963,17 +968,7 @@ static void test_errors_partial_unmap(void)
     for (unsigned phase = 0; phase < 2; phase++) {
         w->purges_fail = phase == 1;
         for (unsigned step = 0; step < 2000; step++) {
-            unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
-            unsigned len = g_rand_int_range(w->rnd, 1, 20);
-            bool shared = g_rand_boolean(w->rnd);
-            int ret;
-
-            for (unsigned p = start; p < start + len && p < w->n_pages;
-                 p++) {
-                w->shared[p] = shared;
-            }
-            ret = rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
-                                      (uint64_t)len * PAGE, shared);
+            int ret = random_set_shared(w);
             g_assert_true(ret == 0 || ret == -ENOMEM || ret == -EBUSY);
             rmp_sync_get_stats(w->e, &st);
             lost_seen += st.lost_regions;
@@ -1021,16 +1016,7 @@ static void test_errors_map_hitless(void)
     w->fail_one_in = 3;
     w->fail_maps_only = true;
     for (unsigned step = 0; step < 2000; step++) {
-        unsigned start = g_rand_int_range(w->rnd, 0, w->n_pages);
-        unsigned len = g_rand_int_range(w->rnd, 1, 20);
-        bool shared = g_rand_boolean(w->rnd);
-        int ret;
-
-        for (unsigned p = start; p < start + len && p < w->n_pages; p++) {
-            w->shared[p] = shared;
-        }
-        ret = rmp_sync_set_shared(w->e, (uint64_t)start * PAGE,
-                                  (uint64_t)len * PAGE, shared);
+        int ret = random_set_shared(w);
         g_assert_true(ret == 0 || ret == -ENOMEM);
         check_view_matches_ioas(w);
     }
