@@ -3,16 +3,17 @@
  *
  * With rmp-sync on, the VFIO containers of this backend map guest memory
  * through hw/vfio/rmp-sync.c, which keeps the IO page sizes in lockstep
- * with the RMP of the snp-rmp object named by "rmp".
+ * with the RMP, or another granularity source, named by "rmp" (an
+ * snp-rmp object on x86).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
-#include "qapi/qapi-types-snp.h"
+#include "qapi/qapi-types-qom.h"
 #include "system/iommufd.h"
-#include "hw/i386/snp-rmp.h"
+#include "system/granularity-source.h"
 
 static int rmp_sync_get_policy(Object *obj, Error **errp)
 {
@@ -57,7 +58,8 @@ void iommufd_backend_rmp_sync_class_init(ObjectClass *oc)
     object_class_property_add_str(oc, "rmp", rmp_sync_get_rmp,
                                   rmp_sync_set_rmp);
     object_class_property_set_description(oc, "rmp",
-        "the snp-rmp object rmp-sync follows (optional when there is one)");
+        "the RMP (snp-rmp object) rmp-sync follows (optional when there "
+        "is one)");
     object_class_property_add_bool(oc, "rmp-sync-hitless",
                                    rmp_sync_get_hitless,
                                    rmp_sync_set_hitless);
@@ -76,8 +78,8 @@ bool iommufd_backend_rmp_sync_complete(IOMMUFDBackend *be, Error **errp)
         }
         return true;
     }
-    /* the snp-rmp object must exist already: create it first */
-    if (!snp_rmp_find(be->rmp_sync.rmp, errp)) {
+    /* the granularity source must exist already: create it first */
+    if (!granularity_source_find(be->rmp_sync.rmp, errp)) {
         error_prepend(errp, "iommufd: rmp-sync: ");
         return false;
     }

@@ -10,10 +10,12 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/error-report.h"
 #include "qapi/qapi-commands-snp.h"
 #include "qapi/qapi-events-snp.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/pci_bus.h"
+#include "migration/vmstate.h"
 #include "hw/i386/snp-rmp-check.h"
 #include "amd_iommu.h"
 #include "trace.h"
@@ -352,3 +354,187 @@ SnpIommuBindingList *qmp_query_snp_iommu_bindings(Error **errp)
     amdvi_unlock(s);
     return head;
 }
+
+/*
+ * Migration of the bindings.  Bus numbers are the guest's, and the PCI
+ * devices' state loads after the IOMMU's: a bound device travels as its
+ * QOM path, which the same command line gives on both sides.  Each record
+ * is the ASID (le32), the path's length (le16) and the path.
+ */
+
+static bool amdvi_snp_bindings_needed(void *opaque)
+{
+    AMDVIState *s = opaque;
+
+    return s->snp.enabled && s->snp.bindings->len;
+}
+
+static int amdvi_snp_bindings_pre_save(void *opaque)
+{
+    AMDVIState *s = opaque;
+    AMDVISnp *snp = &s->snp;
+    GByteArray *buf = g_byte_array_new();
+    int ret = 0;
+
+    amdvi_lock(s);
+    for (guint i = 0; i < snp->bindings->len; i++) {
+        AMDVISnpBinding *b = &g_array_index(snp->bindings,
+                                            AMDVISnpBinding, i);
+        g_autofree char *path = object_get_canonical_path(OBJECT(b->dev));
+        size_t len = strlen(path);
+        uint8_t hdr[6];
+
+        if (len > UINT16_MAX) {
+            error_report("amd-iommu: the QOM path of a device bound to "
+                         "ASID %" PRIu32 " is too long to migrate", b->asid);
+            ret = -ENAMETOOLONG;
+            break;
+        }
+        stl_le_p(hdr, b->asid);
+        stw_le_p(hdr + 4, len);
+        g_byte_array_append(buf, hdr, sizeof(hdr));
+        g_byte_array_append(buf, (const uint8_t *)path, len);
+    }
+    amdvi_unlock(s);
+    if (ret) {
+        g_byte_array_free(buf, true);
+        return ret;
+    }
+    g_free(snp->mig_buf);
+    snp->mig_len = buf->len;
+    snp->mig_buf = g_byte_array_free(buf, false);
+    return 0;
+}
+
+static int amdvi_snp_bindings_post_save(void *opaque)
+{
+    AMDVISnp *snp = &((AMDVIState *)opaque)->snp;
+
+    g_clear_pointer(&snp->mig_buf, g_free);
+    snp->mig_len = 0;
+    return 0;
+}
+
+/* Every device of the stream, or an error and nothing changed */
+static bool amdvi_snp_bindings_parse(AMDVISnp *snp, GArray *out,
+                                     Error **errp)
+{
+    uint32_t off = 0;
+
+    while (off < snp->mig_len) {
+        AMDVISnpBinding b;
+        g_autofree char *path = NULL;
+        uint16_t len;
+        Object *obj;
+
+        if (snp->mig_len - off < 6) {
+            error_setg(errp, "truncated record at byte %" PRIu32, off);
+            return false;
+        }
+        b.asid = ldl_le_p(snp->mig_buf + off);
+        len = lduw_le_p(snp->mig_buf + off + 4);
+        off += 6;
+        if (snp->mig_len - off < len) {
+            error_setg(errp, "truncated path at byte %" PRIu32, off);
+            return false;
+        }
+        path = g_strndup((const char *)snp->mig_buf + off, len);
+        off += len;
+        if (strlen(path) != len) {
+            error_setg(errp, "invalid device path");
+            return false;
+        }
+        if (b.asid == SNP_RMP_ASID_NONE) {
+            error_setg(errp, "'%s' bound to ASID 0", path);
+            return false;
+        }
+        obj = object_resolve_path_type(path, TYPE_PCI_DEVICE, NULL);
+        if (!obj) {
+            error_setg(errp, "'%s' is not a PCI device here", path);
+            return false;
+        }
+        b.dev = PCI_DEVICE(obj);
+        for (guint i = 0; i < out->len; i++) {
+            if (g_array_index(out, AMDVISnpBinding, i).dev == b.dev) {
+                error_setg(errp, "'%s' bound twice", path);
+                return false;
+            }
+        }
+        g_array_append_val(out, b);
+    }
+    return true;
+}
+
+static int amdvi_snp_bindings_post_load(void *opaque, int version_id)
+{
+    AMDVIState *s = opaque;
+    AMDVISnp *snp = &s->snp;
+    g_autoptr(GArray) loaded = g_array_new(false, false,
+                                           sizeof(AMDVISnpBinding));
+    GArray *old;
+    Error *err = NULL;
+    bool ok = amdvi_snp_bindings_parse(snp, loaded, &err);
+
+    g_clear_pointer(&snp->mig_buf, g_free);
+    snp->mig_len = 0;
+    if (!ok) {
+        error_prepend(&err, "amd-iommu: SNP bindings in the migration "
+                      "stream: ");
+        error_report_err(err);
+        return -EINVAL;
+    }
+    for (guint i = 0; i < loaded->len; i++) {
+        object_ref(OBJECT(g_array_index(loaded, AMDVISnpBinding, i).dev));
+    }
+    amdvi_lock(s);
+    old = snp->bindings;
+    snp->bindings = g_steal_pointer(&loaded);
+    snp->bind_gen += 2;
+    amdvi_unlock(s);
+    for (guint i = 0; i < old->len; i++) {
+        object_unref(OBJECT(g_array_index(old, AMDVISnpBinding, i).dev));
+    }
+    g_array_free(old, true);
+    return 0;
+}
+
+/*
+ * Checked before the buffer is allocated: an IOMMU in SNP mode here, and
+ * no more than a record per possible PCI function.
+ */
+#define AMDVI_SNP_MIG_MAX   (PCI_BUS_MAX * PCI_SLOT_MAX * PCI_FUNC_MAX * \
+                             (6 + 1024))
+
+static bool amdvi_snp_bindings_len_valid(void *opaque, int version_id)
+{
+    AMDVIState *s = opaque;
+
+    if (!s->snp.enabled) {
+        error_report("amd-iommu: the migration stream has SNP bindings, "
+                     "and this amd-iommu has snp=off");
+        return false;
+    }
+    if (s->snp.mig_len > AMDVI_SNP_MIG_MAX) {
+        error_report("amd-iommu: invalid SNP bindings length %" PRIu32
+                     " in the migration stream", s->snp.mig_len);
+        return false;
+    }
+    return true;
+}
+
+const VMStateDescription vmstate_amdvi_snp_bindings = {
+    .name = "amd-iommu/snp-bindings",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = amdvi_snp_bindings_needed,
+    .pre_save = amdvi_snp_bindings_pre_save,
+    .post_save = amdvi_snp_bindings_post_save,
+    .post_load = amdvi_snp_bindings_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(snp.mig_len, AMDVIState),
+        VMSTATE_VALIDATE("snp-bindings length", amdvi_snp_bindings_len_valid),
+        VMSTATE_VBUFFER_ALLOC_UINT32(snp.mig_buf, AMDVIState, 0, NULL,
+                                     snp.mig_len),
+        VMSTATE_END_OF_LIST()
+    },
+};

@@ -56,13 +56,23 @@ SnpRmp *snp_rmp_find(const char *id, Error **errp)
     return SNP_RMP(obj);
 }
 
+/*
+ * Created once, never replaced: once it exists, readers need no lock (the
+ * table has its own), which lets the granularity source's page_size and
+ * is_shared run under the locks of the object's notifiers.
+ */
 SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp)
 {
     MachineState *ms = MACHINE(qdev_get_machine());
+    SnpRmpTable *t = qatomic_read(&rmp->table);
     X86MachineState *x86ms;
     SnpRmpRange ram[2];
     unsigned n = 0;
 
+    if (t) {
+        smp_mb_acquire();       /* pairs with qatomic_store_release() */
+        return t;
+    }
     QEMU_LOCK_GUARD(&rmp->lock);
     if (rmp->table) {
         return rmp->table;
@@ -78,8 +88,9 @@ SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp)
     } else {
         ram[n++] = (SnpRmpRange) { 0, ms->ram_size };
     }
-    rmp->table = snp_rmp_table_new(ram, n);
-    return rmp->table;
+    t = snp_rmp_table_new(ram, n);
+    qatomic_store_release(&rmp->table, t);
+    return t;
 }
 
 static bool snp_rmp_ready(Error **errp)
@@ -91,17 +102,17 @@ static bool snp_rmp_ready(Error **errp)
     return true;
 }
 
-static void snp_rmp_notify(SnpRmp *rmp, SnpRmpChangePhase phase,
+static void snp_rmp_notify(SnpRmp *rmp, GranularityChangePhase phase,
                            uint64_t spa, uint64_t size)
 {
-    SnpRmpChange change = { .phase = phase, .spa = spa, .size = size };
+    GranularityChange change = { .phase = phase, .addr = spa, .size = size };
 
     notifier_list_notify(&rmp->change_notifiers, &change);
 }
 
 static void snp_rmp_changed(SnpRmp *rmp, uint64_t spa, uint64_t size)
 {
-    snp_rmp_notify(rmp, SNP_RMP_CHANGED, spa, size);
+    snp_rmp_notify(rmp, GRANULARITY_CHANGED, spa, size);
 }
 
 bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
@@ -206,13 +217,13 @@ static void snp_rmp_shadow_conversion(Notifier *n, void *data)
 
     if (!kc->done) {
         qemu_rec_mutex_lock(&rmp->lock);
-        snp_rmp_notify(rmp, SNP_RMP_CONVERSION_BEGIN, c.gpa, c.size);
+        snp_rmp_notify(rmp, GRANULARITY_CONVERSION_BEGIN, c.gpa, c.size);
         return;
     }
     if (!kc->ret && phase_check(PHASE_MACHINE_INITIALIZED)) {
         snp_rmp_shadow_apply(rmp, &c);
     }
-    snp_rmp_notify(rmp, SNP_RMP_CONVERSION_END, c.gpa, c.size);
+    snp_rmp_notify(rmp, GRANULARITY_CONVERSION_END, c.gpa, c.size);
     qemu_rec_mutex_unlock(&rmp->lock);
 }
 
@@ -228,16 +239,47 @@ void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
     }
 }
 
-void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n)
+/* The granularity source: RMP page sizes, and page states from the owner */
+
+static uint64_t snp_rmp_page_size(GranularitySource *gs, uint64_t addr)
 {
+    SnpRmpPage page;
+
+    if (snp_rmp_table_lookup(snp_rmp_get_table(SNP_RMP(gs)), addr, &page) &&
+        page.size == SNP_RMP_SIZE_2M) {
+        return SNP_RMP_BYTES_2M;
+    }
+    return SNP_RMP_BYTES_4K;
+}
+
+/* A page that is not assigned to a guest is the hypervisor's: shared */
+static bool snp_rmp_is_shared(GranularitySource *gs, uint64_t addr)
+{
+    SnpRmpPage page;
+
+    return !snp_rmp_table_lookup(snp_rmp_get_table(SNP_RMP(gs)), addr,
+                                 &page) || !page.attrs.assigned;
+}
+
+static void snp_rmp_add_notifier(GranularitySource *gs, Notifier *n)
+{
+    SnpRmp *rmp = SNP_RMP(gs);
+
+    snp_rmp_get_table(rmp);     /* from now on, readers never block */
     QEMU_LOCK_GUARD(&rmp->lock);
     notifier_list_add(&rmp->change_notifiers, n);
 }
 
-void snp_rmp_remove_change_notifier(SnpRmp *rmp, Notifier *n)
+static void snp_rmp_remove_notifier(GranularitySource *gs, Notifier *n)
 {
-    QEMU_LOCK_GUARD(&rmp->lock);
+    QEMU_LOCK_GUARD(&SNP_RMP(gs)->lock);
     notifier_remove(n);
+}
+
+/* Only a shadow follows KVM's conversions, and brackets them */
+static bool snp_rmp_brackets_conversions(GranularitySource *gs)
+{
+    return SNP_RMP(gs)->shadow;
 }
 
 /* QMP */
@@ -673,7 +715,13 @@ static void snp_rmp_set_asid(Object *obj, Visitor *v, const char *name,
 static void snp_rmp_class_init(ObjectClass *oc, const void *data)
 {
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+    GranularitySourceClass *gsc = GRANULARITY_SOURCE_CLASS(oc);
 
+    gsc->page_size = snp_rmp_page_size;
+    gsc->is_shared = snp_rmp_is_shared;
+    gsc->add_notifier = snp_rmp_add_notifier;
+    gsc->remove_notifier = snp_rmp_remove_notifier;
+    gsc->brackets_conversions = snp_rmp_brackets_conversions;
     ucc->complete = snp_rmp_complete;
     ucc->can_be_deleted = snp_rmp_can_be_deleted;
     object_class_property_add_bool(oc, "shadow", snp_rmp_get_shadow,
@@ -695,6 +743,7 @@ static const TypeInfo snp_rmp_info = {
     .class_init = snp_rmp_class_init,
     .interfaces = (const InterfaceInfo[]) {
         { TYPE_USER_CREATABLE },
+        { TYPE_GRANULARITY_SOURCE },
         { }
     },
 };

@@ -1138,6 +1138,30 @@ int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
     return ret;
 }
 
+int rmp_sync_set_states_from(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                             RmpSyncIsSharedFn *is_shared, void *opaque)
+{
+    uint64_t page = 1ULL << e->page_shift;
+    uint64_t end = iova + size;
+    int ret = 0;
+
+    qemu_rec_mutex_lock(&e->lock);
+    while (iova < end) {
+        bool shared = is_shared(opaque, iova);
+        uint64_t run = iova + page;
+        int r;
+
+        while (run < end && is_shared(opaque, run) == shared) {
+            run += page;
+        }
+        r = set_shared(e, iova, run - iova, shared);
+        ret = ret ? ret : r;
+        iova = run;
+    }
+    qemu_rec_mutex_unlock(&e->lock);
+    return ret;
+}
+
 int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
 {
     int ret;

@@ -6,8 +6,9 @@
  * legacy type1 container) instead.  Page states come from the
  * RamDiscardManager of the section (guest_memfd RAM of a confidential
  * guest: populated means shared) or, for RAM without one, from the
- * snp-rmp object itself (not assigned means shared); RMP page sizes come
- * from the snp-rmp object, whose change notifier drives the engine too.
+ * granularity source (system/granularity-source.h: an snp-rmp object,
+ * where not assigned means shared); page sizes come from the granularity
+ * source, whose change notifier drives the engine too.
  *
  * Where it is configured: on the iommufd backend object for iommufd
  * containers; for a legacy container, which has no object of its own,
@@ -37,8 +38,7 @@
 #include "hw/vfio/vfio-device.h"
 #include "hw/vfio/rmp-sync.h"
 #include "hw/vfio/rmp-sync-engine.h"
-#include "hw/vfio/rmp-sync-rmp.h"
-#include "hw/i386/snp-rmp.h"
+#include "system/granularity-source.h"
 #include "vfio-iommufd.h"
 #include "trace.h"
 
@@ -50,6 +50,10 @@ const PropertyInfo qdev_prop_rmp_sync_policy = {
     .set = qdev_propinfo_set_enum,
     .set_default_value = qdev_propinfo_set_default_value_enum,
 };
+
+/* The engine's pages and regions: 4K pages, 2M regions */
+#define VFIO_RMP_SYNC_4K    (1ULL << RMP_SYNC_PAGE_SHIFT)
+#define VFIO_RMP_SYNC_2M    (1ULL << RMP_SYNC_REGION_SHIFT)
 
 typedef struct VFIORmpSync VFIORmpSync;
 
@@ -70,9 +74,9 @@ typedef struct VFIORmpSyncSection {
  * of guest memory, their RAM-discard notifications) as well as in the
  * main loop (memory listener, QMP).  The engine's lock serializes them;
  * the sections are changed and walked inside engine transactions, under
- * the same lock.  Lock order: the snp-rmp object's lock, then the
- * engine's; nothing under the engine's lock calls back into the snp-rmp
- * object (the table is read through its own lock).
+ * the same lock.  Lock order: the granularity source's lock, then the
+ * engine's; under the engine's lock, the source is only read (page_size,
+ * is_shared), which never blocks once the notifier is registered.
  */
 struct VFIORmpSync {
     VFIOContainer *bcontainer;
@@ -82,8 +86,7 @@ struct VFIORmpSync {
     char *name;                 /* for traces and errors */
     RmpSyncPolicy policy;
     bool hitless;
-    SnpRmp *rmp;
-    SnpRmpTable *table;         /* the RMP's, taken before any @lock */
+    GranularitySource *rmp;     /* its page sizes and states */
     RmpSyncEngine *engine;      /* its lock guards @sections too */
     Notifier rmp_changed;
     bool listening;             /* rmp_changed is registered */
@@ -184,17 +187,27 @@ static bool vfio_rmp_sync_rmp_is_2m(void *opaque, uint64_t iova)
 {
     VFIORmpSync *s = opaque;
 
-    return rmp_sync_rmp_is_2m(s->table, iova);
+    return granularity_source_page_size(s->rmp, iova) >= VFIO_RMP_SYNC_2M;
 }
 
-/* Page states of RAM without a RamDiscardManager: the RMP's owner bits */
+static bool vfio_rmp_sync_is_shared(void *opaque, uint64_t iova)
+{
+    VFIORmpSync *s = opaque;
+
+    return granularity_source_is_shared(s->rmp, iova);
+}
+
+/* Page states of RAM without a RamDiscardManager: the source's */
 static void vfio_rmp_sync_states_from_rmp(VFIORmpSync *s,
                                           VFIORmpSyncSection *sec,
                                           hwaddr start, hwaddr end)
 {
     start = MAX(start, sec->iova);
     end = MIN(end, sec->iova + sec->size);
-    rmp_sync_states_from_rmp(s->engine, s->table, start, end);
+    if (start < end) {
+        rmp_sync_set_states_from(s->engine, start, end - start,
+                                 vfio_rmp_sync_is_shared, s);
+    }
 }
 
 static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
@@ -213,28 +226,29 @@ static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
 static void vfio_rmp_sync_rmp_changed(Notifier *n, void *data)
 {
     VFIORmpSync *s = container_of(n, VFIORmpSync, rmp_changed);
-    SnpRmpChange *c = data;
+    GranularityChange *c = data;
     VFIORmpSyncSection *sec;
 
     switch (c->phase) {
-    case SNP_RMP_CONVERSION_BEGIN:
+    case GRANULARITY_CONVERSION_BEGIN:
         rmp_sync_begin(s->engine);
         return;
-    case SNP_RMP_CONVERSION_END:
+    case GRANULARITY_CONVERSION_END:
         vfio_rmp_sync_report(s, "conversion",
                              rmp_sync_commit(s->engine));
         return;
-    case SNP_RMP_CHANGED:
+    case GRANULARITY_CHANGED:
         break;
     }
     rmp_sync_begin(s->engine);
     QLIST_FOREACH(sec, &s->sections, next) {
-        if (!sec->has_rdm && c->spa < sec->iova + sec->size &&
-            sec->iova < c->spa + c->size) {
-            vfio_rmp_sync_states_from_rmp(s, sec, c->spa, c->spa + c->size);
+        if (!sec->has_rdm && c->addr < sec->iova + sec->size &&
+            sec->iova < c->addr + c->size) {
+            vfio_rmp_sync_states_from_rmp(s, sec, c->addr,
+                                          c->addr + c->size);
         }
     }
-    rmp_sync_rmp_changed(s->engine, c->spa, c->size);
+    rmp_sync_rmp_changed(s->engine, c->addr, c->size);
     vfio_rmp_sync_report(s, "RMP change", rmp_sync_commit(s->engine));
 }
 
@@ -279,7 +293,7 @@ static void vfio_rmp_sync_free(VFIORmpSync *s)
     migrate_del_blocker(&s->cpr_blocker);
     /* waits for a conversion in progress: it holds the RMP's lock */
     if (s->listening) {
-        snp_rmp_remove_change_notifier(s->rmp, &s->rmp_changed);
+        granularity_source_remove_notifier(s->rmp, &s->rmp_changed);
     }
     object_unref(OBJECT(s->rmp));
     rmp_sync_engine_free(s->engine);
@@ -293,8 +307,8 @@ static void vfio_rmp_sync_free(VFIORmpSync *s)
  * through the dma_map of the container class, which the engine bypasses.
  */
 static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
-                                      const RmpSyncConfig *cfg, SnpRmp *rmp,
-                                      Error **errp)
+                                      const RmpSyncConfig *cfg,
+                                      GranularitySource *rmp, Error **errp)
 {
     VFIORmpSync *s = g_new0(VFIORmpSync, 1);
 
@@ -302,8 +316,8 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
     s->type1_fd = -1;
     s->policy = cfg->policy;
     s->hitless = cfg->hitless;
-    s->rmp = SNP_RMP(object_ref(OBJECT(rmp)));
-    s->table = snp_rmp_get_table(rmp);
+    s->rmp = rmp;
+    object_ref(OBJECT(rmp));
     s->engine = rmp_sync_engine_new(s->policy == RMP_SYNC_POLICY_ALL ?
                                     RMP_SYNC_MAP_ALL : RMP_SYNC_MAP_SHARED,
                                     vfio_rmp_sync_issue,
@@ -326,7 +340,7 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
 /* Once it is complete, let the RMP's changes reach it */
 static void vfio_rmp_sync_listen(VFIORmpSync *s)
 {
-    snp_rmp_add_change_notifier(s->rmp, &s->rmp_changed);
+    granularity_source_add_notifier(s->rmp, &s->rmp_changed);
     s->listening = true;
 }
 
@@ -340,7 +354,7 @@ static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
 {
     VFIOIOMMUFDContainer *c;
     VFIORmpSync *s = vfio_rmp_sync_find(bcontainer);
-    SnpRmp *rmp;
+    GranularitySource *rmp;
 
     if (s || !object_dynamic_cast(OBJECT(bcontainer),
                                   TYPE_VFIO_IOMMU_IOMMUFD)) {
@@ -350,7 +364,7 @@ static VFIORmpSync *vfio_rmp_sync_get(VFIOContainer *bcontainer,
     if (c->be->rmp_sync.policy == RMP_SYNC_POLICY_OFF) {
         return NULL;
     }
-    rmp = snp_rmp_find(c->be->rmp_sync.rmp, errp);
+    rmp = granularity_source_find(c->be->rmp_sync.rmp, errp);
     if (!rmp) {
         return NULL;
     }
@@ -400,7 +414,7 @@ bool vfio_rmp_sync_device_check(VFIODevice *vbasedev, Error **errp)
                    cfg->rmp ? "rmp" : "rmp-sync-hitless");
         return false;
     }
-    if (!snp_rmp_find(cfg->rmp, errp)) {
+    if (!granularity_source_find(cfg->rmp, errp)) {
         error_prepend(errp, "rmp-sync: ");
         return false;
     }
@@ -412,12 +426,12 @@ bool vfio_rmp_sync_legacy_init(VFIOContainer *bcontainer,
 {
     const RmpSyncConfig *cfg = &vbasedev->rmp_sync;
     VFIORmpSync *s;
-    SnpRmp *rmp;
+    GranularitySource *rmp;
 
     if (cfg->policy == RMP_SYNC_POLICY_OFF) {
         return true;
     }
-    rmp = snp_rmp_find(cfg->rmp, errp);
+    rmp = granularity_source_find(cfg->rmp, errp);
     if (!rmp) {
         return false;
     }
@@ -436,12 +450,12 @@ bool vfio_rmp_sync_legacy_init(VFIOContainer *bcontainer,
     vfio_rmp_sync_listen(s);
     /* hitless: a mapping per page of a 4K-RMP region, at worst all RAM */
     if (s->hitless && current_machine &&
-        current_machine->ram_size / SNP_RMP_BYTES_4K >
+        current_machine->ram_size / VFIO_RMP_SYNC_4K >
         bcontainer->dma_max_mappings) {
         warn_report("vfio %s: rmp-sync-hitless may need up to %" PRIu64
                     " mappings; the type1 container allows %u",
                     vbasedev->name,
-                    (uint64_t)(current_machine->ram_size / SNP_RMP_BYTES_4K),
+                    (uint64_t)(current_machine->ram_size / VFIO_RMP_SYNC_4K),
                     bcontainer->dma_max_mappings);
         error_printf("Raise vfio_iommu_type1.dma_entry_limit, or use iommufd "
                      "or rmp-sync-hitless=off.\n");
@@ -460,7 +474,7 @@ bool vfio_rmp_sync_legacy_check(VFIOContainer *bcontainer,
         return true;
     }
     if (s && cfg->policy == s->policy && cfg->hitless == s->hitless &&
-        snp_rmp_find(cfg->rmp, NULL) == s->rmp) {
+        granularity_source_find(cfg->rmp, NULL) == s->rmp) {
         return true;
     }
     error_setg(errp, "the container it shares with other devices has "
@@ -484,11 +498,11 @@ static uint64_t vfio_rmp_sync_backing_page_size(VFIORmpSyncSection *sec)
 {
     uint64_t page_size = qemu_ram_pagesize(sec->mr->ram_block);
 
-    if (page_size >= SNP_RMP_BYTES_2M &&
-        !(((uintptr_t)sec->vaddr - sec->iova) % SNP_RMP_BYTES_2M)) {
-        return SNP_RMP_BYTES_2M;
+    if (page_size >= VFIO_RMP_SYNC_2M &&
+        !(((uintptr_t)sec->vaddr - sec->iova) % VFIO_RMP_SYNC_2M)) {
+        return VFIO_RMP_SYNC_2M;
     }
-    return SNP_RMP_BYTES_4K;
+    return VFIO_RMP_SYNC_4K;
 }
 
 bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
@@ -511,10 +525,11 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
         return false;
     }
     if (memory_region_has_ram_discard_manager(section->mr) &&
-        !s->rmp->shadow) {
+        !granularity_source_brackets_conversions(s->rmp)) {
         /*
          * Its page states change on vCPU threads (conversions), which
-         * only a shadow RMP brackets for the engine
+         * only a source that brackets them (a shadow RMP) makes one
+         * event for the engine
          */
         error_setg(errp, "vfio %s: rmp-sync over RAM whose pages convert "
                    "(guest_memfd) needs '-object snp-rmp,shadow=on'",
@@ -656,7 +671,7 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
         info->conflicts = st.conflicts;
         info->unbacked = st.unbacked;
         info->areas = st.areas;
-        info->mapped_bytes = st.mapped_pages * SNP_RMP_BYTES_4K;
+        info->mapped_bytes = st.mapped_pages * VFIO_RMP_SYNC_4K;
         info->iotlb_entries = st.iotlb_entries;
         info->ioctls = st.ioctls;
         info->resizes = st.resizes;

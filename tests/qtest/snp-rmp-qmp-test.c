@@ -426,6 +426,82 @@ static void test_binding_unplug(void)
     qtest_quit(qts);
 }
 
+/*
+ * Issue 9 defect 6: bindings migrate.  The amd-iommu's state migrates
+ * only with pci-id= (upstream's rule: without it the device is
+ * unmigratable), and the bindings go with it.  A destination that lacks
+ * the bound device, or whose amd-iommu is not in SNP mode, must fail the
+ * load cleanly and keep its own bindings.
+ */
+#define BIND_IOMMU  "-device AMDVI-PCI,id=iommupci " \
+                    "-device amd-iommu,dma-remap=on,pci-id=iommupci,snp="
+
+static void assert_one_binding(QTestState *qts, const char *dev,
+                               uint32_t asid)
+{
+    QList *list = query_bindings(qts);
+    QDict *b;
+
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    b = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(b, "device"), ==, dev);
+    g_assert_cmpuint(qdict_get_int(b, "asid"), ==, asid);
+    qobject_unref(list);
+}
+
+static void load_bindings(const char *uri, const char *snp,
+                          const char *devices, bool ok)
+{
+    QTestState *to = qtest_initf(MACHINE "-object snp-rmp,id=rmp0 "
+                                 BIND_IOMMU "%s %s -incoming defer",
+                                 snp, devices);
+
+    if (!strcmp(snp, "on")) {
+        /* the destination's own, which the stream replaces */
+        qtest_qmp_assert_success(to, "{ 'execute': 'snp-iommu-bind-device',"
+                                 " 'arguments': { 'device': 'edu0',"
+                                 " 'asid': 9 } }");
+    }
+    qtest_qmp_assert_success(to, "{ 'execute': 'migrate-incoming',"
+                             " 'arguments': { 'uri': %s,"
+                             " 'exit-on-error': false } }", uri);
+    wait_migration(to, ok ? "completed" : "failed");
+    assert_alive(to);
+    if (!strcmp(snp, "on")) {
+        if (ok) {
+            assert_one_binding(to, "edu1", 7);
+        } else {
+            assert_one_binding(to, "edu0", 9);
+        }
+    }
+    qtest_quit(to);
+}
+
+static void test_binding_migration(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("snp-rmp-qmp-XXXXXX", NULL);
+    g_autofree char *file = g_build_filename(dir, "state", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", file);
+    QTestState *from = qtest_init(MACHINE "-object snp-rmp,id=rmp0 "
+                                  BIND_IOMMU "on "
+                                  "-device edu,id=edu0 -device edu,id=edu1");
+
+    qtest_qmp_assert_success(from, "{ 'execute': 'snp-iommu-bind-device', "
+                             "'arguments': { 'device': 'edu1', 'asid': 7 } }");
+    assert_one_binding(from, "edu1", 7);
+    qtest_qmp_assert_success(from, "{ 'execute': 'migrate', 'arguments': {"
+                             " 'uri': %s } }", uri);
+    wait_migration(from, "completed");
+    qtest_quit(from);
+
+    load_bindings(uri, "on", "-device edu,id=edu0 -device edu,id=edu1", true);
+    load_bindings(uri, "on", "-device edu,id=edu0", false);
+    load_bindings(uri, "off", "-device edu,id=edu0 -device edu,id=edu1",
+                  false);
+    unlink(file);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -433,5 +509,6 @@ int main(int argc, char **argv)
     qtest_add_func("/snp-rmp-qmp/query-in-ram", test_query_in_ram);
     qtest_add_func("/snp-rmp-qmp/migration-corrupt", test_migration_corrupt);
     qtest_add_func("/snp-rmp-qmp/binding-unplug", test_binding_unplug);
+    qtest_add_func("/snp-rmp-qmp/binding-migration", test_binding_migration);
     return g_test_run();
 }

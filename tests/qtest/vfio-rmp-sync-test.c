@@ -42,10 +42,10 @@ static void assert_refused(const char *args, const char *error)
 static void test_config_errors(void)
 {
     assert_refused("-object iommufd,id=fd0,rmp-sync=shared",
-                   "no snp-rmp object");
+                   "no object that gives page granularity");
     assert_refused("-object snp-rmp,id=rmp0 "
                    "-object iommufd,id=fd0,rmp-sync=all,rmp=nope",
-                   "'nope' is not an snp-rmp object");
+                   "'nope' is not an object that gives page granularity");
     assert_refused("-object snp-rmp,id=rmp0 -object iommufd,id=fd0,rmp=rmp0",
                    "'rmp' needs rmp-sync");
     assert_refused("-object snp-rmp,id=rmp0 "
@@ -56,7 +56,8 @@ static void test_config_errors(void)
                    "rmp-sync");
     /* the snp-rmp object must come first */
     assert_refused("-object iommufd,id=fd0,rmp-sync=shared,rmp=rmp0 "
-                   "-object snp-rmp,id=rmp0", "'rmp0' is not an snp-rmp");
+                   "-object snp-rmp,id=rmp0",
+                   "'rmp0' is not an object that gives page");
 }
 
 /*
@@ -67,10 +68,10 @@ static void test_config_errors(void)
 static void test_legacy_config_errors(void)
 {
     assert_refused("-device vfio-pci,sysfsdev=/,rmp-sync=shared",
-                   "no snp-rmp object");
+                   "no object that gives page granularity");
     assert_refused("-object snp-rmp,id=rmp0 "
                    "-device vfio-pci,sysfsdev=/,rmp-sync=all,rmp=nope",
-                   "'nope' is not an snp-rmp object");
+                   "'nope' is not an object that gives page granularity");
     assert_refused("-object snp-rmp,id=rmp0 "
                    "-device vfio-pci,sysfsdev=/,rmp=rmp0",
                    "'rmp' needs rmp-sync");

@@ -3,8 +3,11 @@
  *
  * The path the VFIO glue takes when the snp-rmp object changes, for RAM
  * whose page states come from the RMP's owner bits: every change goes
- * through rmp_sync_states_from_rmp() and rmp_sync_rmp_changed() on the
- * changed range, exactly as hw/vfio/rmp-sync.c's notifier does.  After
+ * through rmp_sync_set_states_from() and rmp_sync_rmp_changed() on the
+ * changed range, exactly as hw/vfio/rmp-sync.c's notifier does, with the
+ * snp-rmp object's answers as a granularity source (hw/i386/snp-rmp.c):
+ * the entry's page size, and "shared" where the page is not assigned
+ * (APM vol. 2, 15.36.3: a page the hypervisor owns has Assigned=0).  After
  * each RMPUPDATE or PSMASH the fake IOAS is checked against the RMP
  * itself: the page size rule (R1/R2 of the amd-iommu) and the policy.
  *
@@ -12,7 +15,8 @@
  */
 
 #include "qemu/osdep.h"
-#include "hw/vfio/rmp-sync-rmp.h"
+#include "hw/i386/snp-rmp-table.h"
+#include "hw/vfio/rmp-sync-engine.h"
 
 #define MiB (1ULL << 20)
 #define K4 SNP_RMP_BYTES_4K
@@ -67,15 +71,25 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
 static bool fixture_rmp_is_2m(void *opaque, uint64_t iova)
 {
     Fixture *f = opaque;
+    SnpRmpPage page;
 
-    return rmp_sync_rmp_is_2m(f->t, iova);
+    return snp_rmp_table_lookup(f->t, iova, &page) &&
+           page.size == SNP_RMP_SIZE_2M;
+}
+
+static bool fixture_is_shared(void *opaque, uint64_t spa)
+{
+    Fixture *f = opaque;
+    SnpRmpPage page;
+
+    return !snp_rmp_table_lookup(f->t, spa, &page) || !page.attrs.assigned;
 }
 
 /* What hw/vfio/rmp-sync.c does in the snp-rmp change notifier */
 static void rmp_changed(Fixture *f, uint64_t spa, uint64_t size)
 {
-    g_assert_cmpint(rmp_sync_states_from_rmp(f->e, f->t, spa, spa + size),
-                    ==, 0);
+    g_assert_cmpint(rmp_sync_set_states_from(f->e, spa, size,
+                                             fixture_is_shared, f), ==, 0);
     g_assert_cmpint(rmp_sync_rmp_changed(f->e, spa, size), ==, 0);
 }
 
@@ -93,8 +107,8 @@ static Fixture *fixture_new(RmpSyncEnginePolicy policy, bool hitless,
     rmp_sync_engine_set_hitless(f->e, hitless);
     /* region_add: all private, then the states of the RMP */
     g_assert_cmpint(rmp_sync_add_range(f->e, 0, RAM_SIZE, false), ==, 0);
-    g_assert_cmpint(rmp_sync_states_from_rmp(f->e, f->t, 0, RAM_SIZE), ==,
-                    0);
+    g_assert_cmpint(rmp_sync_set_states_from(f->e, 0, RAM_SIZE,
+                                             fixture_is_shared, f), ==, 0);
     return f;
 }
 

@@ -23,7 +23,6 @@
 #include "qemu/thread.h"
 #include "hw/i386/snp-rmp-table.h"
 #include "hw/vfio/rmp-sync-engine.h"
-#include "hw/vfio/rmp-sync-rmp.h"
 
 #define MiB (1ULL << 20)
 #define K4 SNP_RMP_BYTES_4K
@@ -87,8 +86,10 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
 static bool table_is_2m(void *opaque, uint64_t iova)
 {
     Stress *s = opaque;
+    SnpRmpPage page;
 
-    return rmp_sync_rmp_is_2m(s->t, iova);
+    return snp_rmp_table_lookup(s->t, iova, &page) &&
+           page.size == SNP_RMP_SIZE_2M;
 }
 
 /* One conversion, made as the glue makes it */
@@ -205,7 +206,7 @@ static void check_final(Stress *s)
     }
     for (uint64_t r = 0; r < N_REGIONS; r++) {
         uint64_t base = r * PAGES_PER_REGION;
-        bool rmp_2m = rmp_sync_rmp_is_2m(s->t, base * K4);
+        bool rmp_2m = table_is_2m(s, base * K4);
         bool all_shared = true;
 
         for (uint64_t i = 0; i < PAGES_PER_REGION; i++) {

@@ -46,6 +46,9 @@ typedef struct AMDVISnp {
     uint64_t bind_gen;
     /* An unplugged device's binding goes with it */
     DeviceListener device_listener;
+    /* migration: the bindings, as (ASID, QOM path) records */
+    uint8_t *mig_buf;
+    uint32_t mig_len;
     /*
      * SNP_RMP_FAULT is a QMP event a guest triggers at will: at most
      * "rmp-fault-event-rate" per second (0: no limit).  The events held
@@ -70,6 +73,9 @@ static inline uint64_t amdvi_snp_gen(AMDVISnp *snp)
 }
 
 bool amdvi_snp_realize(AMDVIState *s, AMDVISnp *snp, Error **errp);
+
+/* A subsection of the amd-iommu's state: the bindings */
+extern const VMStateDescription vmstate_amdvi_snp_bindings;
 
 /*
  * Check the translation @ret of a DMA from @bus/@devfn to @iova against

@@ -3,8 +3,9 @@
  *
  * The RMP of the emulated machine, indexed by SPA (this QEMU's guest
  * physical addresses).  The SNP-mode amd-iommu checks DMA against it; QMP
- * (and, later, the emulated CPU) changes it.  Users of the RMP register a
- * notifier to learn of every change.
+ * (and, later, the emulated CPU) changes it.  It is a granularity source
+ * (system/granularity-source.h): users of the RMP, such as rmp-sync,
+ * learn of every change through it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -17,29 +18,10 @@
 #include "qemu/thread.h"
 #include "qapi/qapi-types-snp.h"
 #include "hw/i386/snp-rmp-table.h"
+#include "system/granularity-source.h"
 
 #define TYPE_SNP_RMP "snp-rmp"
 OBJECT_DECLARE_SIMPLE_TYPE(SnpRmp, SNP_RMP)
-
-/* Passed to the change notifiers: the range whose entries changed. */
-/*
- * What a change notifier receives.  A conversion of a shadow's guest
- * memory comes bracketed: CONVERSION_BEGIN, the notifications that the
- * conversion itself causes (RAM discard, then CHANGED for the RMP entries
- * KVM made), CONVERSION_END, all on the converting thread and under the
- * object's lock, so that a listener can treat them as one event.
- */
-typedef enum SnpRmpChangePhase {
-    SNP_RMP_CHANGED,                /* the RMP of [spa, spa + size) */
-    SNP_RMP_CONVERSION_BEGIN,       /* [spa, spa + size) is converting */
-    SNP_RMP_CONVERSION_END,
-} SnpRmpChangePhase;
-
-typedef struct SnpRmpChange {
-    SnpRmpChangePhase phase;
-    uint64_t spa;
-    uint64_t size;
-} SnpRmpChange;
 
 struct SnpRmp {
     Object parent_obj;
@@ -82,9 +64,5 @@ SnpRmpPageSize snp_rmp_size_to_qapi(SnpRmpSize size);
  */
 void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
                             bool hint_2m);
-
-/* Call @n with an SnpRmpChange on every change of the RMP */
-void snp_rmp_add_change_notifier(SnpRmp *rmp, Notifier *n);
-void snp_rmp_remove_change_notifier(SnpRmp *rmp, Notifier *n);
 
 #endif

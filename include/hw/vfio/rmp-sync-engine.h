@@ -162,6 +162,16 @@ int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size);
 int rmp_sync_set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                         bool shared);
 
+/*
+ * Give the pages of [@iova, @iova + @size) the states @is_shared says
+ * (e.g. from the RMP's owner bits, for memory that has no other source
+ * of page states), in as many events as there are runs of one state.
+ * Returns 0 or the first error of the operations issued.
+ */
+typedef bool RmpSyncIsSharedFn(void *opaque, uint64_t iova);
+int rmp_sync_set_states_from(RmpSyncEngine *e, uint64_t iova, uint64_t size,
+                             RmpSyncIsSharedFn *is_shared, void *opaque);
+
 /* The RMP of the regions over [@iova, @iova + @size) may have changed */
 int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size);
 

@@ -1,0 +1,11 @@
+# snp-viommu: an Arm build that proves the common code stands alone
+# (make check-build-other): the virt board with PCI, VFIO and iommufd, so
+# that the rmp-sync engine and its VFIO glue are compiled and linked
+# without the x86 target.  Selected with --without-default-devices.
+
+CONFIG_ARM_VIRT=y
+CONFIG_VFIO_PCI=y
+CONFIG_IOMMUFD=y
+CONFIG_PCI_TESTDEV=y
+CONFIG_VIRTIO_PCI=y
+CONFIG_VIRTIO_BLK=y
