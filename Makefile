@@ -33,6 +33,11 @@ FUZZ_BLD  = $(BUILD)/qemu-fuzz
 # make fuzz runs this long (seconds); the default is a long campaign
 FUZZ_TIME ?= 28800
 
+# A non-x86 system emulator and QEMU's tools (configure --other)
+OTHER_BLD = $(BUILD)/qemu-other
+OTHER_TARGETS = qemu-system-aarch64 qemu-img qemu-io qemu-nbd \
+                storage-daemon/qemu-storage-daemon
+
 SYS_BLD   = $(BUILD)/system
 TESTBED   = /usr/bin/python3 tests/system/testbed.py \
             $(QEMU_BLD)/qemu-system-x86_64 $(SYS_BLD)/bzImage \
@@ -41,7 +46,7 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
 .PHONY: all build testbed demo demo-qtest check check-unit check-qtest check-tsan \
         check-system bench checkpatch clean build-asan check-asan \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
-        check-asan-qmpfuzz build-fuzz fuzz
+        check-asan-qmpfuzz build-fuzz fuzz check-build-other
 
 all: build demo
 
@@ -141,3 +146,10 @@ checkpatch: $(BUILD)/config.mak
 
 clean:
 	rm -rf $(BUILD)
+
+# The common code stands without the x86 target: build qemu-system-aarch64
+# (virt, VFIO, iommufd) and QEMU's tools, then smoke-test them
+check-build-other: $(BUILD)/config.mak
+	./configure --build-dir=$(CURDIR)/$(BUILD) --other >/dev/null
+	ninja -C $(OTHER_BLD) $(OTHER_TARGETS)
+	/usr/bin/python3 tests/other/smoke.py $(OTHER_BLD)
