@@ -46,6 +46,11 @@ typedef struct Area {
     unsigned start, end;        /* pages, end exclusive */
 } Area;
 
+/* IOVA space of removed memory that the kernel may still map */
+typedef struct Orphan {
+    uint64_t iova, size;
+} Orphan;
+
 #define MAX_ORDER 12            /* pages per region: 4096 at most */
 #define MAX_WORDS ((1u << MAX_ORDER) / 64)
 
@@ -64,6 +69,12 @@ struct RmpSyncEngine {
     GArray *ranges;             /* Range, sorted by start */
     unsigned txn_depth;         /* rmp_sync_begin() nesting */
     GArray *pending;            /* PendingRegion, in the open transaction */
+    /*
+     * Orphan: where the purge of removed memory failed.  What the IOAS
+     * holds there is unknown; every later event purges it again first,
+     * so that memory that comes back there can be mapped.
+     */
+    GArray *orphans;
     RmpSyncOp failed_op;        /* the operation execute() stopped at */
     uint64_t n_region_records;
     RmpSyncStats stats;
@@ -180,6 +191,7 @@ RmpSyncEngine *rmp_sync_engine_new_custom(RmpSyncEnginePolicy policy,
     e->ranges = g_array_new(false, true, sizeof(Range));
     e->ops = g_array_new(false, false, sizeof(RmpSyncOp));
     e->pending = g_array_new(false, false, sizeof(PendingRegion));
+    e->orphans = g_array_new(false, false, sizeof(Orphan));
     e->scratch = g_array_new(false, false, 1);
     e->areas = g_new(Area, e->pages);
     return e;
@@ -226,6 +238,7 @@ void rmp_sync_engine_free(RmpSyncEngine *e)
     g_array_free(e->ranges, true);
     g_array_free(e->ops, true);
     g_array_free(e->pending, true);
+    g_array_free(e->orphans, true);
     qemu_rec_mutex_destroy(&e->lock);
     g_array_free(e->scratch, true);
     g_free(e->areas);
@@ -809,6 +822,37 @@ static Range *range_find(RmpSyncEngine *e, uint64_t iova)
 static int set_shared(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                       bool shared);
 
+/* Purge the orphans again; those whose purge works are gone for good */
+static void purge_orphans(RmpSyncEngine *e)
+{
+    for (guint i = 0; i < e->orphans->len;) {
+        Orphan *o = &g_array_index(e->orphans, Orphan, i);
+        RmpSyncOp op = { .type = RMP_SYNC_OP_PURGE, .iova = o->iova,
+                         .size = o->size };
+        int ret;
+
+        e->stats.ioctls++;
+        e->stats.purges++;
+        ret = e->issue(e->opaque, &op);
+        if (ret) {
+            e->stats.errors++;
+            e->stats.last_error = ret;
+            i++;
+        } else {
+            g_array_remove_index_fast(e->orphans, i);
+        }
+    }
+}
+
+static void add_orphan(RmpSyncEngine *e, Range *rg, uint64_t i)
+{
+    uint64_t base = region_iova(e, rg, i);
+    uint64_t lo = MAX(base, rg->start);
+    uint64_t hi = MIN(base + region_bytes(e), rg->start + rg->size);
+
+    g_array_append_val(e->orphans, ((Orphan) { lo, hi - lo }));
+}
+
 static int add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                      bool shared, uint64_t page_size)
 {
@@ -831,6 +875,7 @@ static int add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
             break;
         }
     }
+    purge_orphans(e);
     rg.first_region = iova >> shift;
     rg.n_regions = ((iova + size - 1) >> shift) - rg.first_region + 1;
     rg.regions = g_new0(Region *, rg.n_regions);
@@ -844,6 +889,7 @@ static int del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
 {
     int ret = 0;
 
+    purge_orphans(e);
     for (guint pos = 0; pos < e->ranges->len; pos++) {
         Range *rg = &g_array_index(e->ranges, Range, pos);
 
@@ -859,15 +905,17 @@ static int del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
                 continue;
             }
             k = region_areas(e, r, old);
-            if (r->lost) {
-                ret = purge_region(e, rg, i) ?: ret;
-            } else if (k) {
+            if (!r->lost && k) {
                 push_op(e, RMP_SYNC_OP_UNMAP, region_iova(e, rg, i),
                         old[0].start, old[k - 1].end);
                 if (execute(e, r, region_iova(e, rg, i))) {
-                    /* the memory goes: leave none of it mapped */
-                    ret = purge_region(e, rg, i) ?: ret;
+                    r->lost = true;
                 }
+            }
+            /* the memory goes: leave none of it mapped */
+            if (r->lost && purge_region(e, rg, i)) {
+                ret = e->stats.last_error;
+                add_orphan(e, rg, i);
             }
         }
         e->stats.events++;
@@ -966,6 +1014,7 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 
     if (!e->txn_depth) {
         e->stats.events++;
+        purge_orphans(e);
     }
     while (iova < end) {
         Range *rg = range_find(e, iova);
@@ -1071,6 +1120,7 @@ int rmp_sync_commit(RmpSyncEngine *e)
     assert(e->txn_depth);
     if (!--e->txn_depth) {
         e->stats.events++;
+        purge_orphans(e);
         ret = flush_pending(e);
     }
     qemu_rec_mutex_unlock(&e->lock);
@@ -1177,7 +1227,8 @@ void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
     qemu_rec_mutex_lock(&e->lock);
     *s = e->stats;
     s->regions = s->regions_2m = s->regions_4k = s->conflicts = 0;
-    s->unbacked = s->lost_regions = 0;
+    s->unbacked = 0;
+    s->lost_regions = e->orphans->len;     /* removed, purge failed */
     s->areas = s->mapped_pages = s->iotlb_entries = 0;
     s->memory = sizeof(*e) + e->ranges->len * sizeof(Range) +
                 e->n_region_records *

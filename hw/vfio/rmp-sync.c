@@ -155,11 +155,21 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
     void *vaddr;
     int ret;
 
+    if (op->type == RMP_SYNC_OP_UNMAP && s->be) {
+        uint64_t unmapped;
+
+        ret = iommufd_backend_unmap_dma_strict(s->be, s->ioas_id, op->iova,
+                                               op->size, &unmapped);
+        /* as for type1: anything but what the engine holds is divergence */
+        if (!ret && unmapped != op->mapped) {
+            ret = -ENOENT;
+        }
+        trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
+        return ret;
+    }
     if (op->type == RMP_SYNC_OP_UNMAP) {
-        ret = s->be ? iommufd_backend_unmap_dma_strict(s->be, s->ioas_id,
-                                                       op->iova, op->size)
-                    : vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova,
-                                                op->size, op->mapped);
+        ret = vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova, op->size,
+                                        op->mapped);
         trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
         return ret;
     }

@@ -1001,6 +1001,54 @@ static void test_errors_partial_unmap(void)
 }
 
 /*
+ * Removed memory whose unmap and purge both fail: the kernel may still
+ * map it (and pin its pages), and memory that later comes back at the
+ * same IOVA could not be mapped over it (IOMMU_IOAS_MAP fails with EEXIST
+ * over an existing area).  The engine must not forget it: it is counted
+ * as lost and purged again at the next event, once the kernel lets go.
+ */
+static void test_errors_removed_memory(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 3, 0, 13);
+    unsigned P = 1u << w->order;
+    RmpSyncStats st;
+
+    world_add_ranges(w, true);
+    g_assert_cmpuint(w->areas->len, >, 0);
+    /* every operation fails, purges included: range A goes */
+    w->fail_one_in = 1;
+    w->purges_fail = true;
+    g_assert_cmpint(rmp_sync_del_range(w->e, 0, 10 * P * PAGE), ==,
+                    -ENOMEM);
+    for (uint64_t p = 0; p < 10 * P; p++) {
+        w->in_range[p] = false;
+    }
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.lost_regions, ==, 10);
+    g_assert_nonnull(area_at(w, 0));        /* still in the kernel */
+
+    /* the kernel lets go: the next event, anywhere, purges them */
+    w->fail_one_in = 0;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, (12 * P + 2) * PAGE, PAGE,
+                                        false), ==, 0);
+    w->shared[12 * P + 2] = false;
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.lost_regions, ==, 0);
+    for (uint64_t p = 0; p < 10 * P; p++) {
+        g_assert_null(area_at(w, p));
+    }
+    /* and memory that comes back there is mapped */
+    for (uint64_t p = 0; p < 10 * P; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 10 * P * PAGE, true), ==, 0);
+    check_view_matches_ioas(w);
+    check_all(w);
+    world_free(w);
+}
+
+/*
  * A failed map leaves the IOAS as it was (IOMMU_IOAS_MAP and
  * VFIO_IOMMU_MAP_DMA undo their work): nothing to purge, and in hitless
  * mode no page that stays mapped is ever unmapped, failures or not.
@@ -1062,5 +1110,7 @@ int main(int argc, char **argv)
     g_test_add_func("/rmp-sync/errors-partial-unmap",
                     test_errors_partial_unmap);
     g_test_add_func("/rmp-sync/errors-map-hitless", test_errors_map_hitless);
+    g_test_add_func("/rmp-sync/errors-removed-memory",
+                    test_errors_removed_memory);
     return g_test_run();
 }

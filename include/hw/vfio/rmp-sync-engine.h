@@ -104,7 +104,11 @@ typedef struct RmpSyncStats {
     uint64_t window_us_total;
     uint64_t errors;            /* operations that failed */
     uint64_t purges;            /* regions purged after a failure */
-    uint64_t lost_regions;      /* regions whose IO mappings are unknown */
+    /*
+     * Regions whose IO mappings are unknown (a purge failed), including
+     * those of removed memory, which every event purges again
+     */
+    uint64_t lost_regions;
     int last_error;             /* its errno (negative), 0 if none */
     uint64_t events;
     uint64_t memory;            /* bytes the engine holds */
@@ -155,7 +159,11 @@ int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 int rmp_sync_add_range_backed(RmpSyncEngine *e, uint64_t iova,
                               uint64_t size, bool shared,
                               uint64_t page_size);
-/* The memory leaves: its areas are unmapped */
+/*
+ * The memory leaves: its areas are unmapped.  Where that fails and so
+ * does the purge, the range is kept aside and purged again at every later
+ * event (counted in lost_regions until that works).
+ */
 int rmp_sync_del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size);
 
 /* Pages became shared (@shared) or private; outside memory is ignored */
