@@ -20,7 +20,9 @@ die() {
 }
 
 # 1. New files.
-(cd "$top" && find backends hw include qapi stubs system tests docs configs -type f 2>/dev/null) |
+(cd "$top" &&
+ find backends hw include qapi stubs system tests docs configs -type f \
+     2>/dev/null) |
 while read -r f; do
     dst="$src/$f"
     if [ -e "$dst" ] && [ ! -L "$dst" ]; then

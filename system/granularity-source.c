@@ -28,7 +28,7 @@ GranularitySource *granularity_source_find(const char *id, Error **errp)
         obj = object_resolve_path_component(object_get_objects_root(), id);
         if (!obj || !object_dynamic_cast(obj, TYPE_GRANULARITY_SOURCE)) {
             error_setg(errp, "'%s' is not an object that gives page "
-                       "granularity (such as snp-rmp)", id);
+                       "granularity", id);
             return NULL;
         }
         return GRANULARITY_SOURCE(obj);
@@ -41,8 +41,8 @@ GranularitySource *granularity_source_find(const char *id, Error **errp)
         return NULL;
     }
     if (!found->len) {
-        error_setg(errp, "there is no object that gives page granularity "
-                   "(add one, e.g. -object snp-rmp,id=ID)");
+        error_setg(errp, "there is no object that gives page granularity");
+        error_append_hint(errp, "On x86, add -object snp-rmp,id=ID.\n");
         return NULL;
     }
     return GRANULARITY_SOURCE(g_ptr_array_index(found, 0));

@@ -358,52 +358,62 @@ SnpIommuBindingList *qmp_query_snp_iommu_bindings(Error **errp)
 /*
  * Migration of the bindings.  Bus numbers are the guest's, and the PCI
  * devices' state loads after the IOMMU's: a bound device travels as its
- * QOM path, which the same command line gives on both sides.  Each record
- * is the ASID (le32), the path's length (le16) and the path.
+ * QOM path, and as its qdev path (the slot and function path from the
+ * root bus, which migration matches device sections with).  On load the
+ * QOM path must name a PCI device whose qdev path is the same: a device
+ * without an id has a QOM path that depends on the order of creation, and
+ * a binding must never land on another device.  Each record: the ASID
+ * (le32), the lengths of the two paths (le16 each), the two paths.  The
+ * subsection is sent whenever SNP is on, empty or not: the destination's
+ * bindings become the source's.
  */
+#define AMDVI_SNP_MIG_HDR   8
+#define AMDVI_SNP_MIG_PATH  1024    /* the longest path that migrates */
 
 static bool amdvi_snp_bindings_needed(void *opaque)
 {
     AMDVIState *s = opaque;
 
-    return s->snp.enabled && s->snp.bindings->len;
+    return s->snp.enabled;
 }
 
-static int amdvi_snp_bindings_pre_save(void *opaque)
+static bool amdvi_snp_bindings_pre_save(void *opaque, Error **errp)
 {
     AMDVIState *s = opaque;
     AMDVISnp *snp = &s->snp;
-    GByteArray *buf = g_byte_array_new();
-    int ret = 0;
+    g_autoptr(GByteArray) buf = g_byte_array_new();
+    bool ok = true;
 
     amdvi_lock(s);
     for (guint i = 0; i < snp->bindings->len; i++) {
         AMDVISnpBinding *b = &g_array_index(snp->bindings,
                                             AMDVISnpBinding, i);
         g_autofree char *path = object_get_canonical_path(OBJECT(b->dev));
-        size_t len = strlen(path);
-        uint8_t hdr[6];
+        g_autofree char *dev_path = qdev_get_dev_path(DEVICE(b->dev));
+        size_t len = strlen(path), dev_len = dev_path ? strlen(dev_path) : 0;
+        uint8_t hdr[AMDVI_SNP_MIG_HDR];
 
-        if (len > UINT16_MAX) {
-            error_report("amd-iommu: the QOM path of a device bound to "
-                         "ASID %" PRIu32 " is too long to migrate", b->asid);
-            ret = -ENAMETOOLONG;
+        if (len > AMDVI_SNP_MIG_PATH || dev_len > AMDVI_SNP_MIG_PATH) {
+            error_setg(errp, "amd-iommu: the path of the device bound to "
+                       "ASID %" PRIu32 " is too long to migrate", b->asid);
+            ok = false;
             break;
         }
         stl_le_p(hdr, b->asid);
         stw_le_p(hdr + 4, len);
+        stw_le_p(hdr + 6, dev_len);
         g_byte_array_append(buf, hdr, sizeof(hdr));
         g_byte_array_append(buf, (const uint8_t *)path, len);
+        g_byte_array_append(buf, (const uint8_t *)dev_path, dev_len);
     }
     amdvi_unlock(s);
-    if (ret) {
-        g_byte_array_free(buf, true);
-        return ret;
+    if (!ok) {
+        return false;
     }
     g_free(snp->mig_buf);
     snp->mig_len = buf->len;
-    snp->mig_buf = g_byte_array_free(buf, false);
-    return 0;
+    snp->mig_buf = g_byte_array_free(g_steal_pointer(&buf), false);
+    return true;
 }
 
 static int amdvi_snp_bindings_post_save(void *opaque)
@@ -415,6 +425,24 @@ static int amdvi_snp_bindings_post_save(void *opaque)
     return 0;
 }
 
+/* A buffer that a failed load left behind */
+static bool amdvi_snp_bindings_pre_load(void *opaque, Error **errp)
+{
+    return amdvi_snp_bindings_post_save(opaque) == 0;
+}
+
+/* A path of the record at @off, as a string without NUL bytes */
+static char *amdvi_snp_mig_path(AMDVISnp *snp, uint32_t off, uint16_t len)
+{
+    char *path = g_strndup((const char *)snp->mig_buf + off, len);
+
+    if (strlen(path) != len) {
+        g_free(path);
+        return NULL;
+    }
+    return path;
+}
+
 /* Every device of the stream, or an error and nothing changed */
 static bool amdvi_snp_bindings_parse(AMDVISnp *snp, GArray *out,
                                      Error **errp)
@@ -424,39 +452,47 @@ static bool amdvi_snp_bindings_parse(AMDVISnp *snp, GArray *out,
     while (off < snp->mig_len) {
         AMDVISnpBinding b;
         g_autofree char *path = NULL;
-        uint16_t len;
+        g_autofree char *dev_path = NULL;
+        g_autofree char *here = NULL;
+        uint16_t len, dev_len;
         Object *obj;
 
-        if (snp->mig_len - off < 6) {
+        if (snp->mig_len - off < AMDVI_SNP_MIG_HDR) {
             error_setg(errp, "truncated record at byte %" PRIu32, off);
             return false;
         }
         b.asid = ldl_le_p(snp->mig_buf + off);
         len = lduw_le_p(snp->mig_buf + off + 4);
-        off += 6;
-        if (snp->mig_len - off < len) {
-            error_setg(errp, "truncated path at byte %" PRIu32, off);
+        dev_len = lduw_le_p(snp->mig_buf + off + 6);
+        off += AMDVI_SNP_MIG_HDR;
+        if (snp->mig_len - off < (uint32_t)len + dev_len) {
+            error_setg(errp, "truncated paths at byte %" PRIu32, off);
             return false;
         }
-        path = g_strndup((const char *)snp->mig_buf + off, len);
-        off += len;
-        if (strlen(path) != len) {
+        path = amdvi_snp_mig_path(snp, off, len);
+        dev_path = amdvi_snp_mig_path(snp, off + len, dev_len);
+        off += len + dev_len;
+        if (!path || !dev_path || path[0] != '/' ||
+            len > AMDVI_SNP_MIG_PATH || dev_len > AMDVI_SNP_MIG_PATH) {
             error_setg(errp, "invalid device path");
             return false;
         }
         if (b.asid == SNP_RMP_ASID_NONE) {
-            error_setg(errp, "'%s' bound to ASID 0", path);
+            error_setg(errp, "a device bound to ASID 0");
             return false;
         }
         obj = object_resolve_path_type(path, TYPE_PCI_DEVICE, NULL);
-        if (!obj) {
-            error_setg(errp, "'%s' is not a PCI device here", path);
+        here = obj ? qdev_get_dev_path(DEVICE(obj)) : NULL;
+        if (!obj || g_strcmp0(here ?: "", dev_path)) {
+            error_setg(errp, "the device bound to ASID %" PRIu32 " is not "
+                       "here: no PCI device at QOM path '%s' with slot "
+                       "path '%s'", b.asid, path, dev_path);
             return false;
         }
         b.dev = PCI_DEVICE(obj);
         for (guint i = 0; i < out->len; i++) {
             if (g_array_index(out, AMDVISnpBinding, i).dev == b.dev) {
-                error_setg(errp, "'%s' bound twice", path);
+                error_setg(errp, "a device bound twice");
                 return false;
             }
         }
@@ -465,23 +501,21 @@ static bool amdvi_snp_bindings_parse(AMDVISnp *snp, GArray *out,
     return true;
 }
 
-static int amdvi_snp_bindings_post_load(void *opaque, int version_id)
+static bool amdvi_snp_bindings_post_load(void *opaque, int version_id,
+                                         Error **errp)
 {
     AMDVIState *s = opaque;
     AMDVISnp *snp = &s->snp;
     g_autoptr(GArray) loaded = g_array_new(false, false,
                                            sizeof(AMDVISnpBinding));
     GArray *old;
-    Error *err = NULL;
-    bool ok = amdvi_snp_bindings_parse(snp, loaded, &err);
+    bool ok = amdvi_snp_bindings_parse(snp, loaded, errp);
 
-    g_clear_pointer(&snp->mig_buf, g_free);
-    snp->mig_len = 0;
+    amdvi_snp_bindings_post_save(s);
     if (!ok) {
-        error_prepend(&err, "amd-iommu: SNP bindings in the migration "
+        error_prepend(errp, "amd-iommu: SNP bindings in the migration "
                       "stream: ");
-        error_report_err(err);
-        return -EINVAL;
+        return false;
     }
     for (guint i = 0; i < loaded->len; i++) {
         object_ref(OBJECT(g_array_index(loaded, AMDVISnpBinding, i).dev));
@@ -495,15 +529,16 @@ static int amdvi_snp_bindings_post_load(void *opaque, int version_id)
         object_unref(OBJECT(g_array_index(old, AMDVISnpBinding, i).dev));
     }
     g_array_free(old, true);
-    return 0;
+    return true;
 }
 
 /*
  * Checked before the buffer is allocated: an IOMMU in SNP mode here, and
- * no more than a record per possible PCI function.
+ * no more than a record of two paths of the longest length per PCI
+ * function (137 MB: it fits the 32-bit length).
  */
 #define AMDVI_SNP_MIG_MAX   (PCI_BUS_MAX * PCI_SLOT_MAX * PCI_FUNC_MAX * \
-                             (6 + 1024))
+                             (AMDVI_SNP_MIG_HDR + 2 * AMDVI_SNP_MIG_PATH))
 
 static bool amdvi_snp_bindings_len_valid(void *opaque, int version_id)
 {
@@ -527,9 +562,10 @@ const VMStateDescription vmstate_amdvi_snp_bindings = {
     .version_id = 1,
     .minimum_version_id = 1,
     .needed = amdvi_snp_bindings_needed,
-    .pre_save = amdvi_snp_bindings_pre_save,
+    .pre_save_errp = amdvi_snp_bindings_pre_save,
     .post_save = amdvi_snp_bindings_post_save,
-    .post_load = amdvi_snp_bindings_post_load,
+    .pre_load_errp = amdvi_snp_bindings_pre_load,
+    .post_load_errp = amdvi_snp_bindings_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(snp.mig_len, AMDVIState),
         VMSTATE_VALIDATE("snp-bindings length", amdvi_snp_bindings_len_valid),

@@ -63,8 +63,8 @@ SnpRmp *snp_rmp_find(const char *id, Error **errp)
  */
 SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp)
 {
-    MachineState *ms = MACHINE(qdev_get_machine());
     SnpRmpTable *t = qatomic_read(&rmp->table);
+    MachineState *ms;
     X86MachineState *x86ms;
     SnpRmpRange ram[2];
     unsigned n = 0;
@@ -77,6 +77,7 @@ SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp)
     if (rmp->table) {
         return rmp->table;
     }
+    ms = MACHINE(qdev_get_machine());
     x86ms = (X86MachineState *)object_dynamic_cast(OBJECT(ms),
                                                    TYPE_X86_MACHINE);
     if (x86ms) {

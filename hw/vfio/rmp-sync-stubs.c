@@ -1,6 +1,6 @@
 /*
- * VFIO rmp-sync hooks for builds without iommufd: the properties exist,
- * and asking for rmp-sync is a clear error
+ * VFIO rmp-sync hooks for builds without iommufd: asking for rmp-sync is
+ * a clear error
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -8,18 +8,8 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-types-qom.h"
-#include "hw/core/qdev-prop-internal.h"
-#include "hw/vfio/vfio-device.h"
 #include "hw/vfio/rmp-sync.h"
-
-const PropertyInfo qdev_prop_rmp_sync_policy = {
-    .type = "RmpSyncPolicy",
-    .description = "off/shared/all",
-    .enum_table = &RmpSyncPolicy_lookup,
-    .get = qdev_propinfo_get_enum,
-    .set = qdev_propinfo_set_enum,
-    .set_default_value = qdev_propinfo_set_default_value_enum,
-};
+#include "hw/vfio/vfio-device.h"
 
 bool vfio_rmp_sync_device_check(VFIODevice *vbasedev, Error **errp)
 {

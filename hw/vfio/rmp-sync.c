@@ -28,7 +28,6 @@
 #include "qobject/qdict.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
-#include "hw/core/qdev-prop-internal.h"
 #include "hw/boards.h"
 #include "migration/blocker.h"
 #include "system/iommufd.h"
@@ -41,15 +40,6 @@
 #include "system/granularity-source.h"
 #include "vfio-iommufd.h"
 #include "trace.h"
-
-const PropertyInfo qdev_prop_rmp_sync_policy = {
-    .type = "RmpSyncPolicy",
-    .description = "off/shared/all",
-    .enum_table = &RmpSyncPolicy_lookup,
-    .get = qdev_propinfo_get_enum,
-    .set = qdev_propinfo_set_enum,
-    .set_default_value = qdev_propinfo_set_default_value_enum,
-};
 
 /* The engine's pages and regions: 4K pages, 2M regions */
 #define VFIO_RMP_SYNC_4K    (1ULL << RMP_SYNC_PAGE_SHIFT)

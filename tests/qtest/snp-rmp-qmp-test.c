@@ -450,7 +450,8 @@ static void assert_one_binding(QTestState *qts, const char *dev,
 }
 
 static void load_bindings(const char *uri, const char *snp,
-                          const char *devices, bool ok)
+                          const char *devices, const char *want_dev,
+                          uint32_t want_asid, bool ok)
 {
     QTestState *to = qtest_initf(MACHINE "-object snp-rmp,id=rmp0 "
                                  BIND_IOMMU "%s %s -incoming defer",
@@ -468,37 +469,82 @@ static void load_bindings(const char *uri, const char *snp,
     wait_migration(to, ok ? "completed" : "failed");
     assert_alive(to);
     if (!strcmp(snp, "on")) {
-        if (ok) {
-            assert_one_binding(to, "edu1", 7);
-        } else {
+        if (!ok) {
             assert_one_binding(to, "edu0", 9);
+        } else if (want_dev) {
+            assert_one_binding(to, want_dev, want_asid);
+        } else {
+            QList *list = query_bindings(to);
+
+            g_assert_cmpuint(qlist_size(list), ==, 0);
+            qobject_unref(list);
         }
     }
     qtest_quit(to);
+}
+
+#define BOTH_EDUS "-device edu,id=edu0,addr=0x10 -device edu,id=edu1,addr=0x11"
+
+static void save_bindings(const char *uri, bool bind)
+{
+    QTestState *from = qtest_init(MACHINE "-object snp-rmp,id=rmp0 "
+                                  BIND_IOMMU "on " BOTH_EDUS);
+
+    if (bind) {
+        qtest_qmp_assert_success(from, "{ 'execute': "
+                                 "'snp-iommu-bind-device', 'arguments': {"
+                                 " 'device': 'edu1', 'asid': 7 } }");
+        assert_one_binding(from, "edu1", 7);
+    }
+    qtest_qmp_assert_success(from, "{ 'execute': 'migrate', 'arguments': {"
+                             " 'uri': %s } }", uri);
+    wait_migration(from, "completed");
+    qtest_quit(from);
 }
 
 static void test_binding_migration(void)
 {
     g_autofree char *dir = g_dir_make_tmp("snp-rmp-qmp-XXXXXX", NULL);
     g_autofree char *file = g_build_filename(dir, "state", NULL);
+    g_autofree char *bad = g_build_filename(dir, "bad", NULL);
     g_autofree char *uri = g_strdup_printf("file:%s", file);
-    QTestState *from = qtest_init(MACHINE "-object snp-rmp,id=rmp0 "
-                                  BIND_IOMMU "on "
-                                  "-device edu,id=edu0 -device edu,id=edu1");
+    g_autofree char *bad_uri = g_strdup_printf("file:%s", bad);
+    static const char path[] = "/machine/peripheral/edu1";
+    g_autofree uint8_t *buf = NULL;
+    uint8_t *rec;
+    gsize len;
 
-    qtest_qmp_assert_success(from, "{ 'execute': 'snp-iommu-bind-device', "
-                             "'arguments': { 'device': 'edu1', 'asid': 7 } }");
-    assert_one_binding(from, "edu1", 7);
-    qtest_qmp_assert_success(from, "{ 'execute': 'migrate', 'arguments': {"
-                             " 'uri': %s } }", uri);
-    wait_migration(from, "completed");
-    qtest_quit(from);
-
-    load_bindings(uri, "on", "-device edu,id=edu0 -device edu,id=edu1", true);
-    load_bindings(uri, "on", "-device edu,id=edu0", false);
-    load_bindings(uri, "off", "-device edu,id=edu0 -device edu,id=edu1",
+    save_bindings(uri, true);
+    load_bindings(uri, "on", BOTH_EDUS, "edu1", 7, true);
+    /*
+     * edu1 missing; or the two swapped: the devices' state follows the
+     * slots, and edu1's QOM path now names the other slot's device, which
+     * must not get the binding
+     */
+    load_bindings(uri, "on", "-device edu,id=edu0,addr=0x10", NULL, 0,
                   false);
+    load_bindings(uri, "on", "-device edu,id=edu1,addr=0x10 "
+                  "-device edu,id=edu0,addr=0x11", NULL, 0, false);
+    load_bindings(uri, "off", BOTH_EDUS, NULL, 0, false);
+
+    /* hostile records: ASID 0, a relative path */
+    g_assert_true(g_file_get_contents(file, (char **)&buf, &len, NULL));
+    rec = memmem(buf, len, path, strlen(path));
+    g_assert_nonnull(rec);
+    g_assert_cmpuint(ldl_le_p(rec - 8), ==, 7);
+    stl_le_p(rec - 8, 0);
+    g_assert_true(g_file_set_contents(bad, (char *)buf, len, NULL));
+    load_bindings(bad_uri, "on", BOTH_EDUS, NULL, 0, false);
+    stl_le_p(rec - 8, 7);
+    rec[0] = 'm';
+    g_assert_true(g_file_set_contents(bad, (char *)buf, len, NULL));
+    load_bindings(bad_uri, "on", BOTH_EDUS, NULL, 0, false);
+
+    /* no bindings on the source: none on the destination either */
+    save_bindings(uri, false);
+    load_bindings(uri, "on", BOTH_EDUS, NULL, 0, true);
     unlink(file);
+    unlink(bad);
     rmdir(dir);
 }
 

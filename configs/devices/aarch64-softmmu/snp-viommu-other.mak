@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
 # snp-viommu: an Arm build that proves the common code stands alone
 # (make check-build-other): the virt board with PCI, VFIO and iommufd, so
 # that the rmp-sync engine and its VFIO glue are compiled and linked
@@ -9,3 +11,5 @@ CONFIG_IOMMUFD=y
 CONFIG_PCI_TESTDEV=y
 CONFIG_VIRTIO_PCI=y
 CONFIG_VIRTIO_BLK=y
+# hw/acpi/cxl.c needs the CXL host code (as on x86)
+CONFIG_CXL=y
