@@ -11,5 +11,6 @@ CONFIG_IOMMUFD=y
 CONFIG_PCI_TESTDEV=y
 CONFIG_VIRTIO_PCI=y
 CONFIG_VIRTIO_BLK=y
-# hw/acpi/cxl.c needs the CXL host code (as on x86)
+# hw/acpi/cxl.c needs the CXL host code (as on x86), which needs PXB
+CONFIG_PXB=y
 CONFIG_CXL=y
