@@ -723,6 +723,22 @@ static bool region_idle(RmpSyncEngine *e, Region *r)
            !r->unbacked && !r->lost;
 }
 
+/* Issue a purge of [@iova, @iova + @size), counted */
+static int issue_purge(RmpSyncEngine *e, uint64_t iova, uint64_t size)
+{
+    RmpSyncOp op = { .type = RMP_SYNC_OP_PURGE, .iova = iova, .size = size };
+    int ret;
+
+    e->stats.ioctls++;
+    e->stats.purges++;
+    ret = e->issue(e->opaque, &op);
+    if (ret) {
+        e->stats.errors++;
+        e->stats.last_error = ret;
+    }
+    return ret;
+}
+
 /*
  * Remove whatever the IOAS holds in [@lo, @hi) of region @i of @rg: the
  * engine cannot know which of its areas a failed unmap removed.  On
@@ -733,17 +749,11 @@ static int purge_range(RmpSyncEngine *e, Range *rg, uint64_t i,
 {
     Region *r = rg->regions[i];
     uint64_t base = region_iova(e, rg, i);
-    RmpSyncOp op = { .type = RMP_SYNC_OP_PURGE, .iova = lo, .size = hi - lo };
     unsigned start = (lo - base) >> e->page_shift;
     unsigned end = (hi - base) >> e->page_shift;
-    int ret;
+    int ret = issue_purge(e, lo, hi - lo);
 
-    e->stats.ioctls++;
-    e->stats.purges++;
-    ret = e->issue(e->opaque, &op);
     if (ret) {
-        e->stats.errors++;
-        e->stats.last_error = ret;
         r->lost = true;
         return ret;
     }
@@ -827,16 +837,8 @@ static void purge_orphans(RmpSyncEngine *e)
 {
     for (guint i = 0; i < e->orphans->len;) {
         Orphan *o = &g_array_index(e->orphans, Orphan, i);
-        RmpSyncOp op = { .type = RMP_SYNC_OP_PURGE, .iova = o->iova,
-                         .size = o->size };
-        int ret;
 
-        e->stats.ioctls++;
-        e->stats.purges++;
-        ret = e->issue(e->opaque, &op);
-        if (ret) {
-            e->stats.errors++;
-            e->stats.last_error = ret;
+        if (issue_purge(e, o->iova, o->size)) {
             i++;
         } else {
             g_array_remove_index_fast(e->orphans, i);
