@@ -773,3 +773,18 @@ const char *snp_rmp_status_str(SnpRmpStatus status)
     }
     g_assert_not_reached();
 }
+
+bool snp_rmp_table_is_2m(const SnpRmpTable *t, uint64_t spa)
+{
+    SnpRmpPage page;
+
+    return snp_rmp_table_lookup(t, spa, &page) &&
+           page.size == SNP_RMP_SIZE_2M;
+}
+
+bool snp_rmp_table_is_shared(const SnpRmpTable *t, uint64_t spa)
+{
+    SnpRmpPage page;
+
+    return !snp_rmp_table_lookup(t, spa, &page) || !page.attrs.assigned;
+}

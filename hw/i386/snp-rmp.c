@@ -244,22 +244,13 @@ void snp_rmp_shadow_convert(uint64_t gpa, uint64_t size, bool to_private,
 
 static uint64_t snp_rmp_page_size(GranularitySource *gs, uint64_t addr)
 {
-    SnpRmpPage page;
-
-    if (snp_rmp_table_lookup(snp_rmp_get_table(SNP_RMP(gs)), addr, &page) &&
-        page.size == SNP_RMP_SIZE_2M) {
-        return SNP_RMP_BYTES_2M;
-    }
-    return SNP_RMP_BYTES_4K;
+    return snp_rmp_table_is_2m(snp_rmp_get_table(SNP_RMP(gs)), addr) ?
+           SNP_RMP_BYTES_2M : SNP_RMP_BYTES_4K;
 }
 
-/* A page that is not assigned to a guest is the hypervisor's: shared */
 static bool snp_rmp_is_shared(GranularitySource *gs, uint64_t addr)
 {
-    SnpRmpPage page;
-
-    return !snp_rmp_table_lookup(snp_rmp_get_table(SNP_RMP(gs)), addr,
-                                 &page) || !page.attrs.assigned;
+    return snp_rmp_table_is_shared(snp_rmp_get_table(SNP_RMP(gs)), addr);
 }
 
 static void snp_rmp_add_notifier(GranularitySource *gs, Notifier *n)

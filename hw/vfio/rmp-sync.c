@@ -121,6 +121,17 @@ static int vfio_rmp_sync_type1_unmap(int fd, hwaddr iova, uint64_t size,
     return expect == UINT64_MAX || unmap.size == expect ? 0 : -ENOENT;
 }
 
+/* The same for iommufd, whose unmap reports the length too */
+static int vfio_rmp_sync_iommufd_unmap(VFIORmpSync *s, hwaddr iova,
+                                       uint64_t size, uint64_t expect)
+{
+    uint64_t unmapped;
+    int ret = iommufd_backend_unmap_dma_strict(s->be, s->ioas_id, iova, size,
+                                               &unmapped);
+
+    return ret ?: (unmapped == expect ? 0 : -ENOENT);
+}
+
 /* No retry on EBUSY (as vfio_legacy_dma_map has): an overlap is a bug */
 static int vfio_rmp_sync_type1_map(int fd, hwaddr iova, uint64_t size,
                                    void *vaddr, bool readonly)
@@ -145,21 +156,11 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
     void *vaddr;
     int ret;
 
-    if (op->type == RMP_SYNC_OP_UNMAP && s->be) {
-        uint64_t unmapped;
-
-        ret = iommufd_backend_unmap_dma_strict(s->be, s->ioas_id, op->iova,
-                                               op->size, &unmapped);
-        /* as for type1: anything but what the engine holds is divergence */
-        if (!ret && unmapped != op->mapped) {
-            ret = -ENOENT;
-        }
-        trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
-        return ret;
-    }
     if (op->type == RMP_SYNC_OP_UNMAP) {
-        ret = vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova, op->size,
-                                        op->mapped);
+        ret = s->be ? vfio_rmp_sync_iommufd_unmap(s, op->iova, op->size,
+                                                  op->mapped)
+                    : vfio_rmp_sync_type1_unmap(s->type1_fd, op->iova,
+                                                op->size, op->mapped);
         trace_vfio_rmp_sync_unmap(s->name, op->iova, op->size, ret);
         return ret;
     }

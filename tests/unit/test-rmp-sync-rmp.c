@@ -5,9 +5,9 @@
  * whose page states come from the RMP's owner bits: every change goes
  * through rmp_sync_set_states_from() and rmp_sync_rmp_changed() on the
  * changed range, exactly as hw/vfio/rmp-sync.c's notifier does, with the
- * snp-rmp object's answers as a granularity source (hw/i386/snp-rmp.c):
- * the entry's page size, and "shared" where the page is not assigned
- * (APM vol. 2, 15.36.3: a page the hypervisor owns has Assigned=0).  After
+ * answers the snp-rmp object gives as a granularity source
+ * (snp_rmp_table_is_2m() and snp_rmp_table_is_shared(), which
+ * hw/i386/snp-rmp.c uses).  After
  * each RMPUPDATE or PSMASH the fake IOAS is checked against the RMP
  * itself: the page size rule (R1/R2 of the amd-iommu) and the policy.
  *
@@ -71,18 +71,15 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
 static bool fixture_rmp_is_2m(void *opaque, uint64_t iova)
 {
     Fixture *f = opaque;
-    SnpRmpPage page;
 
-    return snp_rmp_table_lookup(f->t, iova, &page) &&
-           page.size == SNP_RMP_SIZE_2M;
+    return snp_rmp_table_is_2m(f->t, iova);
 }
 
 static bool fixture_is_shared(void *opaque, uint64_t spa)
 {
     Fixture *f = opaque;
-    SnpRmpPage page;
 
-    return !snp_rmp_table_lookup(f->t, spa, &page) || !page.attrs.assigned;
+    return snp_rmp_table_is_shared(f->t, spa);
 }
 
 /* What hw/vfio/rmp-sync.c does in the snp-rmp change notifier */

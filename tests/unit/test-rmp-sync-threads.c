@@ -86,10 +86,8 @@ static int fake_issue(void *opaque, const RmpSyncOp *op)
 static bool table_is_2m(void *opaque, uint64_t iova)
 {
     Stress *s = opaque;
-    SnpRmpPage page;
 
-    return snp_rmp_table_lookup(s->t, iova, &page) &&
-           page.size == SNP_RMP_SIZE_2M;
+    return snp_rmp_table_is_2m(s->t, iova);
 }
 
 /* One conversion, made as the glue makes it */

@@ -139,6 +139,15 @@ SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa);
 bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
                           SnpRmpPage *page);
 
+/* Is the RMP entry over @spa a 2M entry (false outside RAM)? */
+bool snp_rmp_table_is_2m(const SnpRmpTable *t, uint64_t spa);
+
+/*
+ * Is the page at @spa shared with the hypervisor: not assigned to a guest
+ * (APM vol. 2, 15.36.3), or not RAM at all?
+ */
+bool snp_rmp_table_is_shared(const SnpRmpTable *t, uint64_t spa);
+
 /*
  * A guest's page-state change, applied as SEV-SNP KVM applies it to the
  * RMP of a guest_memfd guest, for a VMM's shadow of the RMP (indexed by
