@@ -25,7 +25,7 @@ typedef struct Region {
     bool event_was_2m_area;     /* one 2M area when the event began */
     int64_t event_first_unmap;  /* g_get_monotonic_time(), 0: none yet */
     unsigned pending_lo, pending_hi;    /* the pages it changed */
-    uint64_t bits[];            /* valid, shared, mapped, starts */
+    uint64_t bits[];            /* BM_COUNT bitmaps */
 } Region;
 
 /* A region to plan when the transaction commits */
@@ -59,6 +59,7 @@ struct RmpSyncEngine {
     QemuRecMutex lock;
     RmpSyncEnginePolicy policy;
     bool hitless;               /* 4K-RMP regions: one area per page */
+    bool private_backing;       /* private pages: a backing of their own */
     unsigned page_shift;
     unsigned region_order;
     unsigned pages;             /* per region */
@@ -90,12 +91,14 @@ struct RmpSyncEngine {
 /* Bitmaps */
 
 /*
+ * BM_SOURCE: the state (shared) each mapped page had when it was mapped,
+ * i.e. which backing its area maps where private pages have their own.
  * BM_BEFORE and BM_UNMAPPED span one event, which may take several
  * executions (a transaction unmaps discarded pages at once and maps at
  * its commit): what was mapped when the event began, and what it unmapped
  */
-enum { BM_VALID, BM_SHARED, BM_MAPPED, BM_STARTS, BM_BEFORE, BM_UNMAPPED,
-       BM_COUNT };
+enum { BM_VALID, BM_SHARED, BM_MAPPED, BM_STARTS, BM_SOURCE, BM_BEFORE,
+       BM_UNMAPPED, BM_COUNT };
 
 static uint64_t *bm(RmpSyncEngine *e, Region *r, int which)
 {
@@ -216,6 +219,14 @@ void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless)
     qemu_rec_mutex_unlock(&e->lock);
 }
 
+void rmp_sync_engine_set_private_backing(RmpSyncEngine *e, bool on)
+{
+    qemu_rec_mutex_lock(&e->lock);
+    assert(!e->ranges->len);
+    e->private_backing = on;
+    qemu_rec_mutex_unlock(&e->lock);
+}
+
 static void range_free(RmpSyncEngine *e, Range *rg)
 {
     for (uint64_t i = 0; i < rg->n_regions; i++) {
@@ -313,10 +324,63 @@ static void push_op(RmpSyncEngine *e, RmpSyncOpType type, uint64_t base,
     g_array_append_val(e->ops, op);
 }
 
-/* Wanted pages of [a, b): runs, and whether the first and last are wanted */
+/* A map of pages [@start, @end), which have one state */
+static void push_map(RmpSyncEngine *e, Region *r, uint64_t base,
+                     unsigned start, unsigned end)
+{
+    push_op(e, RMP_SYNC_OP_MAP, base, start, end);
+    g_array_index(e->ops, RmpSyncOp, e->ops->len - 1).shared =
+        bit_get(bm(e, r, BM_SHARED), start);
+}
+
+/*
+ * Where private pages have a backing of their own, an area maps one
+ * backing: it never spans both states, and it stays only while its pages
+ * keep the state they were mapped in.
+ */
+static bool area_source_ok(RmpSyncEngine *e, Region *r, const Area *a)
+{
+    const uint64_t *src = bm(e, r, BM_SOURCE), *shared = bm(e, r, BM_SHARED);
+
+    if (!e->private_backing) {
+        return true;
+    }
+    for (unsigned p = a->start; p < a->end; p++) {
+        if (bit_get(src, p) != bit_get(shared, p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The first page of each run of wanted pages, where a run is what one
+ * area may cover: consecutive wanted pages, of one state where private
+ * pages have a backing of their own
+ */
+static void region_run_starts(RmpSyncEngine *e, Region *r,
+                              const uint64_t *want, uint64_t *run_start)
+{
+    const uint64_t *shared = bm(e, r, BM_SHARED);
+    uint64_t carry = 0, scarry = 0;
+
+    for (unsigned w = 0; w < e->words; w++) {
+        run_start[w] = want[w] & ~(want[w] << 1 | carry);
+        if (e->private_backing) {
+            run_start[w] |= want[w] & (shared[w] ^ (shared[w] << 1 | scarry));
+        }
+        carry = want[w] >> 63;
+        scarry = shared[w] >> 63;
+    }
+}
+
+/*
+ * Wanted pages of [a, b): runs, whether the first and last are wanted,
+ * and whether the first continues a run that began before @a
+ */
 typedef struct Seg {
     unsigned runs;
-    bool first, last, empty;
+    bool first, last, cont, empty;
 } Seg;
 
 static Seg seg_info(RmpSyncEngine *e, const uint64_t *want,
@@ -331,7 +395,8 @@ static Seg seg_info(RmpSyncEngine *e, const uint64_t *want,
     s.first = bit_get(want, a);
     s.last = bit_get(want, b - 1);
     /* a run that began before @a is a run of this segment too */
-    s.runs += s.first && !bit_get(run_start, a);
+    s.cont = s.first && !bit_get(run_start, a);
+    s.runs += s.cont;
     return s;
 }
 
@@ -354,7 +419,7 @@ static unsigned seg_cost(const Seg *s, unsigned *st)
     if (s->empty) {
         return 0;
     }
-    cost = s->runs - ((*st & ST_OPEN) && s->first);
+    cost = s->runs - ((*st & ST_OPEN) && s->cont);
     *st = (*st & ~ST_OPEN) | (s->last ? ST_OPEN : 0);
     return cost;
 }
@@ -369,26 +434,24 @@ static unsigned seg_cost(const Seg *s, unsigned *st)
  * area over the whole region.  Dynamic programming over the old areas
  * with eight states: O(k) for k old areas.
  */
-static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
-                    const Area *old, unsigned k, unsigned lo, unsigned hi,
-                    bool kept_outside)
+static void plan_4k(RmpSyncEngine *e, Region *r, uint64_t base,
+                    const uint64_t *want, const Area *old, unsigned k,
+                    unsigned lo, unsigned hi, bool kept_outside)
 {
     const unsigned INF = UINT_MAX / 2, P = e->pages;
     uint64_t run_start[MAX_WORDS];
     unsigned cost[N_ST], next[N_ST];
     uint8_t *back;              /* per area and state: previous state, kept */
     bool *keep;
-    bool full = bits_count(want, e->words) == P;
+    bool full;                  /* one run over the whole region */
     unsigned best = INF, best_st = 0, st;
-    uint64_t carry = 0;
 
     g_array_set_size(e->scratch, k * N_ST + k);
     back = (uint8_t *)e->scratch->data;
     keep = (bool *)(back + k * N_ST);
-    for (unsigned w = 0; w < e->words; w++) {
-        run_start[w] = want[w] & ~(want[w] << 1 | carry);
-        carry = want[w] >> 63;
-    }
+    region_run_starts(e, r, want, run_start);
+    full = bits_count(want, e->words) == P &&
+           bits_count(run_start, e->words) == 1;
     for (st = 0; st < N_ST; st++) {
         cost[st] = INF;
     }
@@ -401,7 +464,8 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
         bool may_keep = !(old[i].start == 0 && old[i].end == P) &&
                         area.runs == 1 && area.first && area.last &&
                         bits_count_range(want, old[i].start, old[i].end) ==
-                        old[i].end - old[i].start;
+                        old[i].end - old[i].start &&
+                        area_source_ok(e, r, &old[i]);
         for (st = 0; st < N_ST; st++) {
             next[st] = INF;
         }
@@ -490,13 +554,14 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
             p = limit;
             continue;
         }
-        end = bits_find(want, limit, p, false);
+        end = MIN(bits_find(want, limit, p, false),
+                  bits_find(run_start, limit, p + 1, true));
         if (p == 0 && end == P) {
             /* never one area over a whole 4K-RMP region */
-            push_op(e, RMP_SYNC_OP_MAP, base, 0, P / 2);
-            push_op(e, RMP_SYNC_OP_MAP, base, P / 2, P);
+            push_map(e, r, base, 0, P / 2);
+            push_map(e, r, base, P / 2, P);
         } else {
-            push_op(e, RMP_SYNC_OP_MAP, base, p, end);
+            push_map(e, r, base, p, end);
         }
         p = end;
     }
@@ -509,14 +574,15 @@ static void plan_4k(RmpSyncEngine *e, uint64_t base, const uint64_t *want,
  * pages, except what a region at 2M left); one unmap per run of removed
  * areas, one map per wanted page left uncovered.
  */
-static bool hitless_keeps(RmpSyncEngine *e, const uint64_t *want,
+static bool hitless_keeps(RmpSyncEngine *e, Region *r, const uint64_t *want,
                           const Area *a)
 {
     return !(a->start == 0 && a->end == e->pages) &&
-           bits_count_range(want, a->start, a->end) == a->end - a->start;
+           bits_count_range(want, a->start, a->end) == a->end - a->start &&
+           area_source_ok(e, r, a);
 }
 
-static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
+static void plan_4k_hitless(RmpSyncEngine *e, Region *r, uint64_t base,
                             const uint64_t *want, const Area *old,
                             unsigned k, unsigned lo, unsigned hi)
 {
@@ -525,11 +591,11 @@ static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
     while (i < k) {
         unsigned g = i;
 
-        if (hitless_keeps(e, want, &old[i])) {
+        if (hitless_keeps(e, r, want, &old[i])) {
             i++;
             continue;
         }
-        while (g + 1 < k && !hitless_keeps(e, want, &old[g + 1])) {
+        while (g + 1 < k && !hitless_keeps(e, r, want, &old[g + 1])) {
             g++;
         }
         push_op(e, RMP_SYNC_OP_UNMAP, base, old[i].start, old[g].end);
@@ -539,12 +605,13 @@ static void plan_4k_hitless(RmpSyncEngine *e, uint64_t base,
         while (i < k && old[i].end <= p) {
             i++;
         }
-        if (i < k && old[i].start <= p && hitless_keeps(e, want, &old[i])) {
+        if (i < k && old[i].start <= p &&
+            hitless_keeps(e, r, want, &old[i])) {
             p = old[i].end - 1;         /* kept */
             continue;
         }
         if (bit_get(want, p)) {
-            push_op(e, RMP_SYNC_OP_MAP, base, p, p + 1);
+            push_map(e, r, base, p, p + 1);
         }
     }
 }
@@ -563,6 +630,7 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
     Area *old = e->areas;
     unsigned k = region_areas(e, r, old);
     unsigned n_want;
+    bool whole;
 
     region_wanted(e, r, want);
     n_want = bits_count(want, e->words);
@@ -581,28 +649,40 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
             }
         }
         if (e->hitless) {
-            plan_4k_hitless(e, base, want, old + c0, c1 - c0,
+            plan_4k_hitless(e, r, base, want, old + c0, c1 - c0,
                             c0 ? old[c0 - 1].end : 0,
                             c1 < k ? old[c1].start : e->pages);
         } else {
-            plan_4k(e, base, want, old + c0, c1 - c0,
+            plan_4k(e, r, base, want, old + c0, c1 - c0,
                     c0 ? old[c0 - 1].end : 0,
                     c1 < k ? old[c1].start : e->pages, c1 - c0 < k);
         }
         return;
     }
-    /* RMP 2M: one area over the whole region, or nothing */
-    if (n_want == e->pages && !r->small_backing) {
-        if (k == 1 && old[0].start == 0 && old[0].end == e->pages) {
+    /*
+     * RMP 2M: one area over the whole region, or nothing.  Where private
+     * pages have a backing of their own, the area needs pages of one
+     * state (an RMP entry has one anyway: mixed is a conflict).
+     */
+    if (e->private_backing && n_want == e->pages) {
+        unsigned n_shared = bits_count(bm(e, r, BM_SHARED), e->words);
+
+        whole = n_shared == 0 || n_shared == e->pages;
+    } else {
+        whole = n_want == e->pages;
+    }
+    if (whole && !r->small_backing) {
+        if (k == 1 && old[0].start == 0 && old[0].end == e->pages &&
+            area_source_ok(e, r, &old[0])) {
             return;
         }
         if (k) {
             push_op(e, RMP_SYNC_OP_UNMAP, base, old[0].start, old[k - 1].end);
         }
-        push_op(e, RMP_SYNC_OP_MAP, base, 0, e->pages);
+        push_map(e, r, base, 0, e->pages);
         return;
     }
-    r->unbacked = n_want == e->pages;
+    r->unbacked = whole;
     r->conflict = n_want != 0 && !r->unbacked;
     if (k) {
         push_op(e, RMP_SYNC_OP_UNMAP, base, old[0].start, old[k - 1].end);
@@ -663,6 +743,7 @@ static int execute_part(RmpSyncEngine *e, Region *r, uint64_t base,
         } else {
             e->stats.maps++;
             bits_set(bm(e, r, BM_MAPPED), start, end, true);
+            bits_set(bm(e, r, BM_SOURCE), start, end, op->shared);
             bits_set(bm(e, r, BM_STARTS), start, end, false);
             bits_set(bm(e, r, BM_STARTS), start, start + 1, true);
         }
@@ -938,8 +1019,11 @@ static bool set_shared_fn(RmpSyncEngine *e, Region *r, uint64_t base,
         return false;
     }
     bits_set(shared, start, end, v);
-    /* private pages of a region that policy "all" maps anyway */
-    return e->policy == RMP_SYNC_MAP_SHARED;
+    /*
+     * Policy "all" maps the pages either way, from the same address,
+     * unless private pages have a backing of their own
+     */
+    return e->policy == RMP_SYNC_MAP_SHARED || e->private_backing;
 }
 
 static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, uint64_t base,
@@ -1061,12 +1145,15 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 
             if (fn(e, rg->regions[i], base, lo, hi, v) ||
                 rg->regions[i]->dirty || created) {
-                if (e->txn_depth && fn == set_shared_fn && !v &&
-                    e->policy == RMP_SYNC_MAP_SHARED) {
+                if (e->txn_depth && fn == set_shared_fn &&
+                    (e->private_backing ||
+                     (!v && e->policy == RMP_SYNC_MAP_SHARED))) {
                     /*
                      * Memory being discarded must be unmapped before the
                      * discard returns (RamDiscardListener's contract):
-                     * unmap now, remap the rest of the areas at commit
+                     * unmap now, remap the rest of the areas at commit.
+                     * Where private pages have a backing of their own,
+                     * a conversion discards the backing the pages leave.
                      */
                     unmap_now(e, rg, i, lo, hi);
                     partial = false;

@@ -10,6 +10,11 @@
  * an independent model of the page states and the RMP, and the number of
  * operations per region against a brute-force optimum.
  *
+ * With a private backing (TEE-IO over guest_memfd) the fake IOAS records
+ * which backing each area maps, as IOMMU_IOAS_MAP (the shared backing's
+ * address) and IOMMU_IOAS_MAP_FILE (the guest_memfd) would: the device
+ * must reach the page the CPU reaches, in the state it is in now.
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
@@ -20,6 +25,7 @@
 
 typedef struct FakeArea {
     uint64_t start, end;        /* pages */
+    bool shared;                /* the backing: shared or private's own */
 } FakeArea;
 
 typedef struct World {
@@ -48,6 +54,10 @@ typedef struct World {
     bool use_truth;
     bool truth_2m[MAX_PAGES];
     bool hitless;
+    /* private pages come from a backing of their own (guest_memfd) */
+    bool private_backing;
+    /* the kernel refuses to map the private backing (MAP_FILE: EINVAL) */
+    bool refuse_private;
     GRand *rnd;
     RmpSyncEngine *e;
 } World;
@@ -107,7 +117,17 @@ static int fake_issue_one(void *opaque, const RmpSyncOp *op)
         return -EBUSY;
     }
     if (op->type == RMP_SYNC_OP_MAP) {
-        FakeArea a = { s, e };
+        FakeArea a = { s, e, op->shared };
+
+        if (w->private_backing) {
+            /* one backing per map: the one the pages are in now */
+            for (uint64_t p = s; p < e; p++) {
+                g_assert_cmpint(w->shared[p], ==, op->shared);
+            }
+            if (w->refuse_private && !op->shared) {
+                return -EINVAL;
+            }
+        }
 
         for (guint i = 0; i < w->areas->len; i++) {
             FakeArea *o = &g_array_index(w->areas, FakeArea, i);
@@ -234,18 +254,23 @@ static void check_region(World *w, uint64_t r)
 {
     unsigned P = 1u << w->order;
     uint64_t base = (uint64_t)r << w->order;
-    unsigned n_want = 0, n_valid = 0, n_mapped = 0;
+    unsigned n_want = 0, n_valid = 0, n_mapped = 0, n_shared = 0;
 
     for (unsigned i = 0; i < P && base + i < w->n_pages; i++) {
         n_want += wanted(w, base + i);
         n_valid += w->in_range[base + i];
         n_mapped += area_at(w, base + i) != NULL;
+        n_shared += w->in_range[base + i] && w->shared[base + i];
     }
     for (unsigned i = 0; i < P && base + i < w->n_pages; i++) {
         FakeArea *a = area_at(w, base + i);
 
         if (!a) {
             continue;
+        }
+        /* the device reaches the backing the page is in now */
+        if (w->private_backing) {
+            g_assert_cmpint(a->shared, ==, w->shared[base + i]);
         }
         /* areas never leave their region */
         g_assert_cmpuint(a->start, >=, base);
@@ -259,8 +284,13 @@ static void check_region(World *w, uint64_t r)
             g_assert_false(a->start == base && a->end == base + P);
         }
     }
-    /* policy, or a conflict (2M RMP over mixed pages) left unmapped */
-    if (w->rmp_2m[r] && n_want != P) {
+    /*
+     * policy, or a conflict (2M RMP over mixed pages) left unmapped; with
+     * a private backing, one 2M area cannot map both backings
+     */
+    if (w->rmp_2m[r] &&
+        (n_want != P ||
+         (w->private_backing && n_shared != 0 && n_shared != P))) {
         g_assert_cmpuint(n_mapped, ==, 0);
         return;
     }
@@ -268,6 +298,19 @@ static void check_region(World *w, uint64_t r)
         g_assert_cmpint(area_at(w, base + i) != NULL, ==,
                         wanted(w, base + i));
     }
+}
+
+/* Can region @r be one area over both states, or over one? */
+static bool region_one_backing(World *w, uint64_t r)
+{
+    unsigned P = 1u << w->order;
+
+    for (unsigned i = 1; w->private_backing && i < P; i++) {
+        if (w->shared[r * P + i] != w->shared[r * P]) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void check_all(World *w)
@@ -284,8 +327,10 @@ static void check_all(World *w)
             n_want += wanted(w, r * P + i);
         }
         if (w->rmp_2m[r]) {
-            iotlb_min += n_want == P;
-            mapped += n_want == P ? P : 0;
+            bool whole = n_want == P && region_one_backing(w, r);
+
+            iotlb_min += whole;
+            mapped += whole ? P : 0;
         } else {
             iotlb_min += n_want;
             mapped += n_want;
@@ -305,13 +350,18 @@ static void check_all(World *w)
  */
 typedef struct Iv {
     unsigned s, e;
+    bool shared;                /* its backing */
 } Iv;
 
 static unsigned bf_best;
 
-static void bf_layouts(const bool *want, unsigned P, bool forbid_full,
-                       unsigned p, Iv *cur, unsigned n, const Iv *old,
-                       unsigned k)
+/*
+ * @state: each page's state where an area must map one backing (a
+ * private backing), NULL otherwise
+ */
+static void bf_layouts(const bool *want, const bool *state, unsigned P,
+                       bool forbid_full, unsigned p, Iv *cur, unsigned n,
+                       const Iv *old, unsigned k)
 {
     if (p >= P) {
         bool kept[64] = { false };
@@ -321,7 +371,8 @@ static void bf_layouts(const bool *want, unsigned P, bool forbid_full,
             bool found = false;
 
             for (unsigned j = 0; j < k; j++) {
-                if (old[j].s == cur[i].s && old[j].e == cur[i].e) {
+                if (old[j].s == cur[i].s && old[j].e == cur[i].e &&
+                    (!state || old[j].shared == state[cur[i].s])) {
                     kept[j] = found = true;
                 }
             }
@@ -335,16 +386,18 @@ static void bf_layouts(const bool *want, unsigned P, bool forbid_full,
         return;
     }
     if (!want[p]) {
-        bf_layouts(want, P, forbid_full, p + 1, cur, n, old, k);
+        bf_layouts(want, state, P, forbid_full, p + 1, cur, n, old, k);
         return;
     }
-    /* an area from p to each possible end inside the run */
-    for (unsigned end = p + 1; end <= P && want[end - 1]; end++) {
+    /* an area from p to each possible end inside the run (of one state) */
+    for (unsigned end = p + 1;
+         end <= P && want[end - 1] && (!state || state[end - 1] == state[p]);
+         end++) {
         if (forbid_full && p == 0 && end == P) {
             continue;
         }
         cur[n] = (Iv) { p, end };
-        bf_layouts(want, P, forbid_full, end, cur, n + 1, old, k);
+        bf_layouts(want, state, P, forbid_full, end, cur, n + 1, old, k);
     }
 }
 
@@ -352,7 +405,7 @@ static unsigned brute_force_ops(World *w, uint64_t r, const Iv *old,
                                 unsigned k)
 {
     unsigned P = 1u << w->order;
-    bool want[64];
+    bool want[64], state[64];
     Iv cur[64];
     unsigned n_want = 0;
 
@@ -360,18 +413,21 @@ static unsigned brute_force_ops(World *w, uint64_t r, const Iv *old,
         uint64_t p = ((uint64_t)r << w->order) + i;
 
         want[i] = p < w->n_pages && wanted(w, p);
+        state[i] = p < w->n_pages && w->shared[p];
         n_want += want[i];
     }
     if (w->rmp_2m[r]) {
-        bool have_full = k == 1 && old[0].s == 0 && old[0].e == P;
+        bool have_full = k == 1 && old[0].s == 0 && old[0].e == P &&
+                         (!w->private_backing || old[0].shared == state[0]);
 
-        if (n_want == P) {
+        if (n_want == P && region_one_backing(w, r)) {
             return have_full ? 0 : (k ? 1 : 0) + 1;
         }
         return k ? 1 : 0;
     }
     bf_best = UINT_MAX;
-    bf_layouts(want, P, true, 0, cur, 0, old, k);
+    bf_layouts(want, w->private_backing ? state : NULL, P, true, 0, cur, 0,
+               old, k);
     return bf_best;
 }
 
@@ -394,7 +450,10 @@ static unsigned hitless_ops(World *w, uint64_t r, const Iv *old, unsigned k)
         bool keep = !(old[j].s == 0 && old[j].e == P);
 
         for (unsigned p = old[j].s; p < old[j].e; p++) {
-            keep &= wanted(w, ((uint64_t)r << w->order) + p);
+            uint64_t g = ((uint64_t)r << w->order) + p;
+
+            keep &= wanted(w, g) &&
+                    (!w->private_backing || w->shared[g] == old[j].shared);
         }
         ops += !keep && !prev_removed;
         prev_removed = !keep;
@@ -426,7 +485,7 @@ static void snapshot(World *w, Snapshot *s)
         uint64_t r = a->start / P;
 
         s->old[r][s->k[r]++] = (Iv) { a->start % P, a->start % P +
-                                      (a->end - a->start) };
+                                      (a->end - a->start), a->shared };
     }
     for (unsigned r = 0; r < 64; r++) {
         /* sort by start */
@@ -524,7 +583,8 @@ static void random_event(World *w)
 }
 
 static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
-                            guint32 seed, unsigned steps, bool hitless)
+                            guint32 seed, unsigned steps, bool hitless,
+                            bool private_backing)
 {
     World *w = world_new(policy, order, 0, seed);
     Snapshot *before = g_new0(Snapshot, 1);
@@ -532,13 +592,18 @@ static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
 
     w->hitless = hitless;
     rmp_sync_engine_set_hitless(w->e, hitless);
+    w->private_backing = private_backing;
+    rmp_sync_engine_set_private_backing(w->e, private_backing);
     world_add_ranges(w, false);
     check_all(w);
     for (unsigned step = 0; step < steps; step++) {
         bool rmp_2m[64];
+        bool shared[MAX_PAGES];
+        unsigned converted = 0;
         RmpSyncStats st0, st1;
 
         memcpy(rmp_2m, w->rmp_2m, sizeof(rmp_2m));
+        memcpy(shared, w->shared, sizeof(shared));
         rmp_sync_get_stats(w->e, &st0);
         snapshot(w, before);
         g_array_set_size(w->ops, 0);
@@ -550,10 +615,17 @@ static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
         if (!hitless) {
             continue;
         }
-        /* no page stays unmapped for a moment unless its RMP size changed */
+        /*
+         * No page stays unmapped for a moment unless its RMP size changed
+         * or, with a private backing, its backing did (it converted)
+         */
         rmp_sync_get_stats(w->e, &st1);
+        for (unsigned p = 0; p < w->n_pages; p++) {
+            converted += w->in_range[p] && shared[p] != w->shared[p];
+        }
         if (!memcmp(rmp_2m, w->rmp_2m, sizeof(rmp_2m))) {
-            g_assert_cmpuint(st1.windows, ==, st0.windows);
+            g_assert_cmpuint(st1.window_pages - st0.window_pages, <=,
+                             private_backing ? converted : 0);
         }
         for (guint i = 0; i < w->areas->len; i++) {
             FakeArea *a = &g_array_index(w->areas, FakeArea, i);
@@ -570,14 +642,14 @@ static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
 static void run_random(RmpSyncEnginePolicy policy, unsigned order,
                        guint32 seed, unsigned steps)
 {
-    run_random_mode(policy, order, seed, steps, false);
+    run_random_mode(policy, order, seed, steps, false, false);
 }
 
 static void test_random_hitless(void)
 {
     for (guint32 seed = 1; seed <= 4; seed++) {
-        run_random_mode(RMP_SYNC_MAP_SHARED, 3, seed, 1500, true);
-        run_random_mode(RMP_SYNC_MAP_ALL, 3, seed, 1500, true);
+        run_random_mode(RMP_SYNC_MAP_SHARED, 3, seed, 1500, true, false);
+        run_random_mode(RMP_SYNC_MAP_ALL, 3, seed, 1500, true, false);
     }
 }
 
@@ -594,6 +666,124 @@ static void test_random_all(void)
     for (guint32 seed = 1; seed <= 4; seed++) {
         run_random(RMP_SYNC_MAP_ALL, 3, seed, 1500);
     }
+}
+
+/*
+ * Issue 9 defect 4: policy "all" over guest_memfd, private pages mapped
+ * from the guest_memfd (IOMMU_IOAS_MAP_FILE), shared ones from the shared
+ * backing's address.  The invariants (the device reaches the backing
+ * each page is in now; an area maps one backing) and the optimum, for
+ * random events, hitless or not.
+ */
+static void test_random_private_backing(void)
+{
+    for (guint32 seed = 1; seed <= 4; seed++) {
+        run_random_mode(RMP_SYNC_MAP_ALL, 3, seed, 1500, false, true);
+        run_random_mode(RMP_SYNC_MAP_ALL, 3, seed, 1500, true, true);
+    }
+}
+
+/*
+ * A private-to-shared round trip of one page: each conversion discards
+ * the backing the page leaves (kvm_convert_memory() punches the
+ * guest_memfd, or discards the shared backing).  Without a private
+ * backing the engine issues nothing and the device keeps the page it
+ * mapped at first: after the round trip the CPU and the device see
+ * different pages.
+ */
+static void test_private_backing_round_trip(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_ALL, 3, 0, 1);
+    unsigned P = 8;
+    RmpSyncStats st;
+
+    w->private_backing = true;
+    rmp_sync_engine_set_private_backing(w->e, true);
+    w->n_pages = 2 * P;
+    for (unsigned p = 0; p < 2 * P; p++) {
+        w->in_range[p] = true;
+    }
+    w->rmp_2m[1] = true;
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 2 * P * PAGE, false), ==, 0);
+    check_all(w);
+    g_assert_false(area_at(w, 3)->shared);
+
+    /* page 3 to shared: its private area goes, a shared one comes */
+    for (int round = 0; round < 2; round++) {
+        bool to_shared = round == 0;
+
+        g_array_set_size(w->ops, 0);
+        w->shared[3] = to_shared;
+        g_assert_cmpint(rmp_sync_set_shared(w->e, 3 * PAGE, PAGE, to_shared),
+                        ==, 0);
+        check_all(w);
+        g_assert_cmpint(area_at(w, 3)->shared, ==, to_shared);
+        /*
+         * To shared: unmap [0, 4) (IOMMU_IOAS_UNMAP cannot cut an area),
+         * map [0, 3) private and [3, 4) shared.  Back: unmap [0, 4)'s two
+         * areas in one go, map [0, 4) private.
+         */
+        g_assert_cmpuint(w->ops->len, ==, to_shared ? 3 : 2);
+    }
+
+    /*
+     * In a transaction (a conversion bracketed by the shadow RMP) the
+     * page is unmapped at the notification, before its backing is
+     * discarded, and mapped from the new one at the commit
+     */
+    rmp_sync_begin(w->e);
+    g_array_set_size(w->ops, 0);
+    w->shared[5] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 5 * PAGE, PAGE, true), ==, 0);
+    g_assert_null(area_at(w, 5));
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+    check_all(w);
+    g_assert_true(area_at(w, 5)->shared);
+
+    /* a whole 2M region converts with its 2M RMP entry: one area again */
+    rmp_sync_begin(w->e);
+    for (unsigned p = P; p < 2 * P; p++) {
+        w->shared[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_set_shared(w->e, P * PAGE, P * PAGE, true),
+                    ==, 0);
+    g_assert_cmpint(rmp_sync_rmp_changed(w->e, P * PAGE, P * PAGE), ==, 0);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+    check_all(w);
+    g_assert_true(area_at(w, P)->shared);
+    g_assert_cmpuint(area_at(w, P)->end - area_at(w, P)->start, ==, P);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.errors, ==, 0);
+    world_free(w);
+}
+
+/*
+ * Where the kernel refuses to map the private backing (IOMMU_IOAS_MAP_FILE
+ * of a guest_memfd: EINVAL), the engine says so and maps no private page
+ * from anywhere else
+ */
+static void test_private_backing_refused(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_ALL, 3, 0, 1);
+    unsigned P = 8;
+    RmpSyncStats st;
+
+    w->private_backing = true;
+    w->refuse_private = true;
+    rmp_sync_engine_set_private_backing(w->e, true);
+    w->n_pages = 2 * P;
+    for (unsigned p = 0; p < 2 * P; p++) {
+        w->in_range[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 2 * P * PAGE, false), ==,
+                    -EINVAL);
+    for (guint i = 0; i < w->areas->len; i++) {
+        g_assert_true(g_array_index(w->areas, FakeArea, i).shared);
+    }
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpint(st.last_error, ==, -EINVAL);
+    g_assert_cmpuint(st.mapped_pages, ==, 0);
+    world_free(w);
 }
 
 /* Full-size regions (2M of 4K pages): the invariants, without brute force */
@@ -1106,6 +1296,12 @@ int main(int argc, char **argv)
     g_test_add_func("/rmp-sync/random/all", test_random_all);
     g_test_add_func("/rmp-sync/random/hitless", test_random_hitless);
     g_test_add_func("/rmp-sync/random/2m-regions", test_random_2m_regions);
+    g_test_add_func("/rmp-sync/random/private-backing",
+                    test_random_private_backing);
+    g_test_add_func("/rmp-sync/private-backing/round-trip",
+                    test_private_backing_round_trip);
+    g_test_add_func("/rmp-sync/private-backing/refused",
+                    test_private_backing_refused);
     g_test_add_func("/rmp-sync/errors-keep-state", test_errors_keep_state);
     g_test_add_func("/rmp-sync/errors-partial-unmap",
                     test_errors_partial_unmap);

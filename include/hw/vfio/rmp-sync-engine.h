@@ -63,6 +63,12 @@ typedef struct RmpSyncOp {
      * kernel must report unmapped (the range may span holes between them)
      */
     uint64_t mapped;
+    /*
+     * Map: the state of the pages, which is the same for all of them
+     * where private pages have a backing of their own
+     * (rmp_sync_engine_set_private_backing()): map from that backing
+     */
+    bool shared;
 } RmpSyncOp;
 
 /*
@@ -139,6 +145,17 @@ void rmp_sync_engine_free(RmpSyncEngine *e);
  * RMP changed, whatever the IO side does.  Set before memory is added.
  */
 void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless);
+
+/*
+ * Private pages have a backing of their own (TEE-IO over guest_memfd:
+ * private pages live in the guest_memfd, shared ones behind the shared
+ * backing's address, and a conversion discards the backing the pages
+ * leave).  Then an area maps pages of one state only (RmpSyncOp.shared
+ * says which backing), and a page that converts is unmapped at once and
+ * mapped again from its new backing, so the device never keeps the page
+ * the CPU no longer sees.  Set before memory is added.
+ */
+void rmp_sync_engine_set_private_backing(RmpSyncEngine *e, bool on);
 
 /*
  * Guest memory [@iova, @iova + @size) enters the IO address space, all of
