@@ -32,6 +32,7 @@
 #include "migration/blocker.h"
 #include "system/iommufd.h"
 #include "system/memory.h"
+#include "system/ramblock.h"
 #include "hw/vfio/vfio-container.h"
 #include "hw/vfio/vfio-container-legacy.h"
 #include "hw/vfio/vfio-device.h"
@@ -55,6 +56,9 @@ typedef struct VFIORmpSyncSection {
     bool readonly;
     bool has_rdm;
     uint64_t page_size;         /* the largest IO page its backing gives */
+    /* private pages: from this guest_memfd at this offset, or -1 */
+    int gmem_fd;
+    uint64_t gmem_offset;
     RamDiscardListener rdl;
     QLIST_ENTRY(VFIORmpSyncSection) next;
 } VFIORmpSyncSection;
@@ -175,6 +179,16 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
     }
     sec = section_of(s, op->iova);
     assert(sec && op->iova + op->size <= sec->iova + sec->size);
+    if (!op->shared && sec->gmem_fd >= 0) {
+        /* the engine maps one state per area here: private, from the file */
+        ret = iommufd_backend_map_file_dma(s->be, s->ioas_id, op->iova,
+                                           op->size, sec->gmem_fd,
+                                           sec->gmem_offset +
+                                           (op->iova - sec->iova),
+                                           sec->readonly);
+        trace_vfio_rmp_sync_map_file(s->name, op->iova, op->size, ret);
+        return ret;
+    }
     vaddr = sec->vaddr + (op->iova - sec->iova);
     ret = s->be ? iommufd_backend_map_dma(s->be, s->ioas_id, op->iova,
                                           op->size, vaddr, sec->readonly)
@@ -324,6 +338,14 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
                                     vfio_rmp_sync_issue,
                                     vfio_rmp_sync_rmp_is_2m, s);
     rmp_sync_engine_set_hitless(s->engine, s->hitless);
+    /*
+     * TEE-IO in a guest whose RAM is guest_memfd: private pages live in
+     * the guest_memfd, which the sections say (and region_add checks the
+     * kernel can map); RAM without one maps both states by address
+     */
+    rmp_sync_engine_set_private_backing(s->engine,
+        s->policy == RMP_SYNC_POLICY_ALL &&
+        machine_require_guest_memfd(MACHINE(qdev_get_machine())));
     s->rmp_changed.notify = vfio_rmp_sync_rmp_changed;
     QLIST_INIT(&s->sections);
     QLIST_INSERT_HEAD(&vfio_rmp_syncs, s, next);
@@ -506,6 +528,55 @@ static uint64_t vfio_rmp_sync_backing_page_size(VFIORmpSyncSection *sec)
     return VFIO_RMP_SYNC_4K;
 }
 
+/*
+ * Policy "all" over guest_memfd RAM: private pages live in the
+ * guest_memfd, not behind the shared backing's address (which a
+ * conversion discards), so they are mapped from the file
+ * (IOMMU_IOAS_MAP_FILE).  Ask the kernel whether it can, with one page
+ * mapped and unmapped; refuse the memory if it cannot.
+ */
+static bool vfio_rmp_sync_private_backing(VFIORmpSync *s,
+                                          VFIORmpSyncSection *sec,
+                                          Error **errp)
+{
+    RAMBlock *rb = sec->mr->ram_block;
+    int ret;
+
+    if (!s->be) {
+        error_setg(errp, "vfio %s: rmp-sync=all over guest_memfd RAM needs "
+                   "an iommufd backend", s->name);
+        error_append_hint(errp, "Private pages are mapped from the "
+                          "guest_memfd (IOMMU_IOAS_MAP_FILE); a type1 "
+                          "container maps by address only.\n");
+        return false;
+    }
+    sec->gmem_fd = rb->guest_memfd;
+    sec->gmem_offset = qemu_ram_block_host_offset(rb, sec->vaddr);
+    ret = iommufd_backend_map_file_dma(s->be, s->ioas_id, sec->iova,
+                                       VFIO_RMP_SYNC_4K, sec->gmem_fd,
+                                       sec->gmem_offset, sec->readonly);
+    trace_vfio_rmp_sync_map_file(s->name, sec->iova, VFIO_RMP_SYNC_4K, ret);
+    if (!ret) {
+        ret = vfio_rmp_sync_iommufd_unmap(s, sec->iova, VFIO_RMP_SYNC_4K,
+                                          VFIO_RMP_SYNC_4K);
+        if (!ret) {
+            return true;
+        }
+        error_setg_errno(errp, -ret, "vfio %s: rmp-sync: cannot unmap the "
+                         "probe page at 0x%" HWADDR_PRIx, s->name, sec->iova);
+        return false;
+    }
+    error_setg_errno(errp, -ret, "vfio %s: rmp-sync=all cannot map the "
+                     "private pages of guest_memfd RAM at 0x%" HWADDR_PRIx
+                     ": the kernel refuses IOMMU_IOAS_MAP_FILE of the "
+                     "guest_memfd", s->name, sec->iova);
+    error_append_hint(errp, "Linux maps memfd (shmem) and hugetlbfs files "
+                      "only (memfd_pin_folios()); TEE-IO over guest_memfd "
+                      "needs a kernel that maps guest_memfd into an IOAS. "
+                      "Use rmp-sync=shared.\n");
+    return false;
+}
+
 bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
                               MemoryRegionSection *section, Error **errp)
 {
@@ -537,21 +608,6 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
                    s->name);
         return true;
     }
-    if (memory_region_has_guest_memfd(section->mr) &&
-        s->policy == RMP_SYNC_POLICY_ALL) {
-        /*
-         * Private pages live in the guest_memfd, not behind the shared
-         * backing's address, which a conversion discards: mapping them
-         * needs IOMMU_IOAS_MAP_FILE of the guest_memfd, which Linux does
-         * not accept (it maps memfd and hugetlbfs files only)
-         */
-        error_setg(errp, "vfio %s: rmp-sync=all cannot map the private "
-                   "pages of guest_memfd RAM", s->name);
-        error_append_hint(errp, "Mapping them needs IOMMU_IOAS_MAP_FILE of "
-                          "the guest_memfd, which the kernel does not "
-                          "support; use rmp-sync=shared.\n");
-        return true;
-    }
     sec = g_new0(VFIORmpSyncSection, 1);
     sec->sync = s;
     sec->mr = section->mr;
@@ -562,6 +618,13 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
     sec->readonly = section->readonly;
     sec->has_rdm = memory_region_has_ram_discard_manager(section->mr);
     sec->page_size = vfio_rmp_sync_backing_page_size(sec);
+    sec->gmem_fd = -1;
+    if (memory_region_has_guest_memfd(section->mr) &&
+        s->policy == RMP_SYNC_POLICY_ALL &&
+        !vfio_rmp_sync_private_backing(s, sec, errp)) {
+        g_free(sec);
+        return true;
+    }
 
     /*
      * All private at first: the shared pages are reported next.  One
@@ -662,6 +725,7 @@ RmpSyncInfoList *qmp_query_rmp_sync(Error **errp)
             mem->iova = sec->iova;
             mem->size = sec->size;
             mem->io_page_size = sec->page_size;
+            mem->private_from_guest_memfd = sec->gmem_fd >= 0;
             QAPI_LIST_PREPEND(info->memory, mem);
         }
         rmp_sync_commit(s->engine);
@@ -727,9 +791,11 @@ void hmp_info_rmp_sync(Monitor *mon, const QDict *qdict)
                        i->purges, i->lost_regions);
         for (RmpSyncMemoryList *m = i->memory; m; m = m->next) {
             monitor_printf(mon, "  memory 0x%" PRIx64 "+0x%" PRIx64
-                           ": IO pages up to %" PRIu64 " KiB\n",
+                           ": IO pages up to %" PRIu64 " KiB%s\n",
                            m->value->iova, m->value->size,
-                           m->value->io_page_size / KiB);
+                           m->value->io_page_size / KiB,
+                           m->value->private_from_guest_memfd ?
+                           ", private pages from its guest_memfd" : "");
         }
     }
     qapi_free_RmpSyncInfoList(list);
