@@ -84,6 +84,7 @@ struct VFIORmpSync {
     RmpSyncEngine *engine;      /* its lock guards @sections too */
     Notifier rmp_changed;
     bool listening;             /* rmp_changed is registered */
+    int reported_errno;         /* the failure last reported, 0: none */
     Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
     QLIST_ENTRY(VFIORmpSync) next;
@@ -225,11 +226,21 @@ static void vfio_rmp_sync_states_from_rmp(VFIORmpSync *s,
     }
 }
 
+/*
+ * A kernel that fails once tends to fail every event after, and guest
+ * conversions make the events: report a failure when it starts or its
+ * errno changes, and the recovery.  query-rmp-sync counts every one.
+ */
 static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
 {
-    if (ret) {
-        error_report("vfio %s: rmp-sync: %s: %s", s->name, what,
-                     strerror(-ret));
+    int old = qatomic_xchg(&s->reported_errno, ret);
+
+    if (ret && ret != old) {
+        error_report("vfio %s: rmp-sync: %s: %s (reported again when the "
+                     "error changes; query-rmp-sync counts them)", s->name,
+                     what, strerror(-ret));
+    } else if (!ret && old) {
+        info_report("vfio %s: rmp-sync: %s: works again", s->name, what);
     }
 }
 
