@@ -1311,6 +1311,36 @@ int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
     return ret;
 }
 
+unsigned rmp_sync_retry(RmpSyncEngine *e)
+{
+    unsigned left;
+
+    qemu_rec_mutex_lock(&e->lock);
+    if (e->txn_depth) {
+        /* its commit plans the regions again */
+        qemu_rec_mutex_unlock(&e->lock);
+        return 1;
+    }
+    purge_orphans(e);
+    left = e->orphans->len;
+    for (guint g = 0; g < e->ranges->len; g++) {
+        Range *rg = &g_array_index(e->ranges, Range, g);
+
+        for (uint64_t i = 0; i < rg->n_regions; i++) {
+            Region *r = rg->regions[i];
+
+            if (!r || !(r->dirty || r->lost)) {
+                continue;
+            }
+            sync_region(e, rg, i, 0, e->pages);
+            r = rg->regions[i];         /* sync_region() may free it */
+            left += r && (r->dirty || r->lost);
+        }
+    }
+    qemu_rec_mutex_unlock(&e->lock);
+    return left;
+}
+
 void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *s)
 {
     qemu_rec_mutex_lock(&e->lock);

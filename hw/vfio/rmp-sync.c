@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <linux/vfio.h>
 #include "qemu/error-report.h"
+#include "qemu/timer.h"
 #include "qemu/units.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-snp.h"
@@ -44,6 +45,8 @@
 
 /* The engine's pages and regions: 4K pages, 2M regions */
 #define VFIO_RMP_SYNC_4K    (1ULL << RMP_SYNC_PAGE_SHIFT)
+/* after a failure, try again this often until the layout is right */
+#define VFIO_RMP_SYNC_RETRY_MS 1000
 #define VFIO_RMP_SYNC_2M    (1ULL << RMP_SYNC_REGION_SHIFT)
 
 typedef struct VFIORmpSync VFIORmpSync;
@@ -85,6 +88,7 @@ struct VFIORmpSync {
     Notifier rmp_changed;
     bool listening;             /* rmp_changed is registered */
     int reported_errno;         /* the failure last reported, 0: none */
+    QEMUTimer *retry_timer;     /* armed by a failure */
     Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
     QLIST_ENTRY(VFIORmpSync) next;
@@ -235,6 +239,11 @@ static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
 {
     int old = qatomic_xchg(&s->reported_errno, ret);
 
+    if (ret) {
+        /* wanted pages may be unmapped: do not wait for the next event */
+        timer_mod(s->retry_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                  VFIO_RMP_SYNC_RETRY_MS);
+    }
     if (ret && ret != old) {
         error_report("vfio %s: rmp-sync: %s: %s (reported again when the "
                      "error changes; query-rmp-sync counts them)", s->name,
@@ -242,6 +251,19 @@ static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
     } else if (!ret && old) {
         info_report("vfio %s: rmp-sync: %s: works again", s->name, what);
     }
+}
+
+static void vfio_rmp_sync_retry(void *opaque)
+{
+    VFIORmpSync *s = opaque;
+    RmpSyncStats st;
+
+    if (!rmp_sync_retry(s->engine)) {
+        vfio_rmp_sync_report(s, "retry", 0);
+        return;
+    }
+    rmp_sync_get_stats(s->engine, &st);
+    vfio_rmp_sync_report(s, "retry", st.last_error ?: -EIO);
 }
 
 /*
@@ -322,6 +344,7 @@ static void vfio_rmp_sync_free(VFIORmpSync *s)
         granularity_source_remove_notifier(s->rmp, &s->rmp_changed);
     }
     object_unref(OBJECT(s->rmp));
+    timer_free(s->retry_timer);
     rmp_sync_engine_free(s->engine);
     QLIST_REMOVE(s, next);
     g_free(s->name);
@@ -357,6 +380,7 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
     rmp_sync_engine_set_private_backing(s->engine,
         s->policy == RMP_SYNC_POLICY_ALL &&
         machine_require_guest_memfd(MACHINE(qdev_get_machine())));
+    s->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, vfio_rmp_sync_retry, s);
     s->rmp_changed.notify = vfio_rmp_sync_rmp_changed;
     QLIST_INIT(&s->sections);
     QLIST_INSERT_HEAD(&vfio_rmp_syncs, s, next);

@@ -313,10 +313,31 @@ static bool region_one_backing(World *w, uint64_t r)
     return true;
 }
 
+/* The pages policy and safety want mapped */
+static uint64_t expected_mapped(World *w)
+{
+    unsigned P = 1u << w->order;
+    uint64_t mapped = 0;
+
+    for (uint64_t r = 0; r * P < w->n_pages; r++) {
+        unsigned n_want = 0;
+
+        for (unsigned i = 0; i < P && r * P + i < w->n_pages; i++) {
+            n_want += wanted(w, r * P + i);
+        }
+        if (w->rmp_2m[r]) {
+            mapped += n_want == P && region_one_backing(w, r) ? P : 0;
+        } else {
+            mapped += n_want;
+        }
+    }
+    return mapped;
+}
+
 static void check_all(World *w)
 {
     RmpSyncStats st;
-    uint64_t iotlb_min = 0, mapped = 0;
+    uint64_t iotlb_min = 0;
     unsigned P = 1u << w->order;
 
     for (uint64_t r = 0; r * P < w->n_pages; r++) {
@@ -327,19 +348,15 @@ static void check_all(World *w)
             n_want += wanted(w, r * P + i);
         }
         if (w->rmp_2m[r]) {
-            bool whole = n_want == P && region_one_backing(w, r);
-
-            iotlb_min += whole;
-            mapped += whole ? P : 0;
+            iotlb_min += n_want == P && region_one_backing(w, r);
         } else {
             iotlb_min += n_want;
-            mapped += n_want;
         }
     }
     rmp_sync_get_stats(w->e, &st);
     /* economy: the fewest IOTLB entries safety and policy allow */
     g_assert_cmpuint(st.iotlb_entries, ==, iotlb_min);
-    g_assert_cmpuint(st.mapped_pages, ==, mapped);
+    g_assert_cmpuint(st.mapped_pages, ==, expected_mapped(w));
     g_assert_cmpuint(st.areas, ==, w->areas->len);
 }
 
@@ -1123,6 +1140,41 @@ static void test_errors_keep_state(void)
     world_free(w);
 }
 
+/*
+ * A failed operation leaves its region as the kernel has it (pages
+ * unmapped that the policy wants): rmp_sync_retry() restores the
+ * invariants once the failures stop, without waiting for the guest's
+ * next event, purged orphans and lost regions included
+ */
+static void test_errors_retry(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_SHARED, 3, 0, 5);
+    RmpSyncStats st;
+    unsigned left;
+
+    world_add_ranges(w, false);
+    w->fail_one_in = 3;
+    w->fail_partway_one_in = 3;
+    w->purges_fail = true;
+    /* until a failure leaves wanted pages unmapped */
+    for (unsigned step = 0; ; step++) {
+        g_assert_cmpuint(step, <, 10000);
+        if (random_set_shared(w) && expected_mapped(w) !=
+            (rmp_sync_get_stats(w->e, &st), st.mapped_pages)) {
+            break;
+        }
+    }
+    w->fail_one_in = 0;
+    w->fail_partway_one_in = 0;
+    left = rmp_sync_retry(w->e);
+    g_assert_cmpuint(left, ==, 0);
+    check_all(w);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.lost_regions, ==, 0);
+    g_assert_cmpuint(rmp_sync_retry(w->e), ==, 0);
+    world_free(w);
+}
+
 static void collect_area(uint64_t iova, uint64_t size, void *opaque)
 {
     GArray *a = opaque;
@@ -1306,6 +1358,7 @@ int main(int argc, char **argv)
     g_test_add_func("/rmp-sync/errors-partial-unmap",
                     test_errors_partial_unmap);
     g_test_add_func("/rmp-sync/errors-map-hitless", test_errors_map_hitless);
+    g_test_add_func("/rmp-sync/errors-retry", test_errors_retry);
     g_test_add_func("/rmp-sync/errors-removed-memory",
                     test_errors_removed_memory);
     return g_test_run();

@@ -79,7 +79,8 @@ typedef struct RmpSyncOp {
  * and does not say how far it got).  After any failure the engine no
  * longer trusts what it believes of the region: it purges it
  * (RMP_SYNC_OP_PURGE) and plans it again from nothing; if the purge fails
- * too, the region stays "lost" and every later event retries.  A future
+ * too, the region stays "lost" and every later event, or
+ * rmp_sync_retry(), retries.  A future
  * in-kernel split/merge ("cut") op would be a new op type here.
  */
 typedef int RmpSyncIssueFn(void *opaque, const RmpSyncOp *op);
@@ -212,6 +213,14 @@ int rmp_sync_rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size);
  */
 void rmp_sync_begin(RmpSyncEngine *e);
 int rmp_sync_commit(RmpSyncEngine *e);
+
+/*
+ * Plan again, now, every region in which an operation failed, and purge
+ * the orphans again: what the next event would do, for a caller that
+ * does not want to wait for one (a timer after a failure).  Returns how
+ * many regions (and orphans) are still not as planned.
+ */
+unsigned rmp_sync_retry(RmpSyncEngine *e);
 
 void rmp_sync_get_stats(RmpSyncEngine *e, RmpSyncStats *stats);
 
