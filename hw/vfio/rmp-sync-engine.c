@@ -15,6 +15,7 @@
  */
 typedef struct Region {
     bool rmp_2m;
+    bool private_backing;       /* its range's */
     bool conflict;
     bool small_backing;         /* no IO page as large as the region */
     bool unbacked;              /* RMP 2M over it: left unmapped */
@@ -37,6 +38,7 @@ typedef struct PendingRegion {
 typedef struct Range {
     uint64_t start, size;
     uint64_t page_size;         /* of the backing */
+    bool private_backing;       /* private pages: a backing of their own */
     uint64_t first_region;      /* index of the region of @start */
     uint64_t n_regions;
     Region **regions;           /* NULL: all private, nothing mapped */
@@ -59,7 +61,6 @@ struct RmpSyncEngine {
     QemuRecMutex lock;
     RmpSyncEnginePolicy policy;
     bool hitless;               /* 4K-RMP regions: one area per page */
-    bool private_backing;       /* private pages: a backing of their own */
     unsigned page_shift;
     unsigned region_order;
     unsigned pages;             /* per region */
@@ -219,14 +220,6 @@ void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless)
     qemu_rec_mutex_unlock(&e->lock);
 }
 
-void rmp_sync_engine_set_private_backing(RmpSyncEngine *e, bool on)
-{
-    qemu_rec_mutex_lock(&e->lock);
-    assert(!e->ranges->len);
-    e->private_backing = on;
-    qemu_rec_mutex_unlock(&e->lock);
-}
-
 static void range_free(RmpSyncEngine *e, Range *rg)
 {
     for (uint64_t i = 0; i < rg->n_regions; i++) {
@@ -278,6 +271,7 @@ static Region *region_new(RmpSyncEngine *e, Range *rg, uint64_t i)
              (hi - base) >> e->page_shift, true);
     r->rmp_2m = e->rmp_is_2m(e->opaque, base);
     r->small_backing = rg->page_size < region_bytes(e);
+    r->private_backing = rg->private_backing;
     e->n_region_records++;
     return r;
 }
@@ -342,7 +336,7 @@ static bool area_source_ok(RmpSyncEngine *e, Region *r, const Area *a)
 {
     const uint64_t *src = bm(e, r, BM_SOURCE), *shared = bm(e, r, BM_SHARED);
 
-    if (!e->private_backing) {
+    if (!r->private_backing) {
         return true;
     }
     for (unsigned p = a->start; p < a->end; p++) {
@@ -366,7 +360,7 @@ static void region_run_starts(RmpSyncEngine *e, Region *r,
 
     for (unsigned w = 0; w < e->words; w++) {
         run_start[w] = want[w] & ~(want[w] << 1 | carry);
-        if (e->private_backing) {
+        if (r->private_backing) {
             run_start[w] |= want[w] & (shared[w] ^ (shared[w] << 1 | scarry));
         }
         carry = want[w] >> 63;
@@ -664,7 +658,7 @@ static void plan_region(RmpSyncEngine *e, Region *r, uint64_t base,
      * pages have a backing of their own, the area needs pages of one
      * state (an RMP entry has one anyway: mixed is a conflict).
      */
-    if (e->private_backing && n_want == e->pages) {
+    if (r->private_backing && n_want == e->pages) {
         unsigned n_shared = bits_count(bm(e, r, BM_SHARED), e->words);
 
         whole = n_shared == 0 || n_shared == e->pages;
@@ -937,11 +931,12 @@ static void add_orphan(RmpSyncEngine *e, Range *rg, uint64_t i)
 }
 
 static int add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
-                     bool shared, uint64_t page_size)
+                     bool shared, uint64_t page_size, bool private_backing)
 {
     uint64_t page_mask = (1ULL << e->page_shift) - 1;
     unsigned shift = e->page_shift + e->region_order;
-    Range rg = { .start = iova, .size = size, .page_size = page_size };
+    Range rg = { .start = iova, .size = size, .page_size = page_size,
+                 .private_backing = private_backing };
     guint pos;
     int ret = 0;
 
@@ -1023,7 +1018,7 @@ static bool set_shared_fn(RmpSyncEngine *e, Region *r, uint64_t base,
      * Policy "all" maps the pages either way, from the same address,
      * unless private pages have a backing of their own
      */
-    return e->policy == RMP_SYNC_MAP_SHARED || e->private_backing;
+    return e->policy == RMP_SYNC_MAP_SHARED || r->private_backing;
 }
 
 static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, uint64_t base,
@@ -1046,32 +1041,46 @@ static bool rmp_changed_fn(RmpSyncEngine *e, Region *r, uint64_t base,
 typedef bool RegionUpdateFn(RmpSyncEngine *e, Region *r, uint64_t base,
                             unsigned start, unsigned end, bool v);
 
-/* Unmap at once the areas of region @i of @rg over pages [@lo, @hi) */
-static void unmap_now(RmpSyncEngine *e, Range *rg, uint64_t i, unsigned lo,
-                      unsigned hi)
+/*
+ * Unmap at once the areas of region @i of @rg over pages [@lo, @hi).
+ * The caller is about to discard their backing: an error means the IOAS
+ * may still hold a page of it.
+ */
+static int unmap_now(RmpSyncEngine *e, Range *rg, uint64_t i, unsigned lo,
+                     unsigned hi)
 {
     Region *r = rg->regions[i];
     uint64_t base = region_iova(e, rg, i);
     Area *areas = e->areas;
     unsigned k = region_areas(e, r, areas), a0 = 0, a1;
 
+    if (r->lost) {
+        /* what the IOAS holds there is unknown: remove all of it */
+        if (purge_region(e, rg, i)) {
+            r->dirty = true;
+            return e->stats.last_error;
+        }
+        return 0;
+    }
     while (a0 < k && areas[a0].end <= lo) {
         a0++;
     }
     for (a1 = a0; a1 < k && areas[a1].start < hi; a1++) {
         /* the areas that overlap the pages: a run */
     }
-    if (a0 == a1 || r->lost) {
-        return;
+    if (a0 == a1) {
+        return 0;
     }
     push_op(e, RMP_SYNC_OP_UNMAP, base, areas[a0].start, areas[a1 - 1].end);
     if (execute_part(e, r, base, false)) {
+        /* it may have removed some: remove the rest whatever they are */
         r->dirty = true;
-        if (e->failed_op.type == RMP_SYNC_OP_UNMAP) {
-            purge_range(e, rg, i, e->failed_op.iova,
-                        e->failed_op.iova + e->failed_op.size);
+        if (purge_range(e, rg, i, e->failed_op.iova,
+                        e->failed_op.iova + e->failed_op.size)) {
+            return e->stats.last_error;
         }
     }
+    return 0;
 }
 
 /* In a transaction: plan region @i of @rg at commit, pages [@lo, @hi) */
@@ -1146,7 +1155,7 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
             if (fn(e, rg->regions[i], base, lo, hi, v) ||
                 rg->regions[i]->dirty || created) {
                 if (e->txn_depth && fn == set_shared_fn &&
-                    (e->private_backing ||
+                    (rg->private_backing ||
                      (!v && e->policy == RMP_SYNC_MAP_SHARED))) {
                     /*
                      * Memory being discarded must be unmapped before the
@@ -1155,7 +1164,7 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                      * Where private pages have a backing of their own,
                      * a conversion discards the backing the pages leave.
                      */
-                    unmap_now(e, rg, i, lo, hi);
+                    ret = unmap_now(e, rg, i, lo, hi) ?: ret;
                     partial = false;
                 }
                 if (e->txn_depth) {
@@ -1241,17 +1250,18 @@ static int rmp_changed(RmpSyncEngine *e, uint64_t iova, uint64_t size)
 int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                        bool shared)
 {
-    return rmp_sync_add_range_backed(e, iova, size, shared, region_bytes(e));
+    return rmp_sync_add_range_backed(e, iova, size, shared, region_bytes(e),
+                                     false);
 }
 
 int rmp_sync_add_range_backed(RmpSyncEngine *e, uint64_t iova,
                               uint64_t size, bool shared,
-                              uint64_t page_size)
+                              uint64_t page_size, bool private_backing)
 {
     int ret;
 
     qemu_rec_mutex_lock(&e->lock);
-    ret = add_range(e, iova, size, shared, page_size);
+    ret = add_range(e, iova, size, shared, page_size, private_backing);
     qemu_rec_mutex_unlock(&e->lock);
     return ret;
 }

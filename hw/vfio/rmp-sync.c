@@ -89,6 +89,7 @@ struct VFIORmpSync {
     bool listening;             /* rmp_changed is registered */
     int reported_errno;         /* the failure last reported, 0: none */
     QEMUTimer *retry_timer;     /* armed by a failure */
+    int map_file_error;         /* of the last map from a guest_memfd */
     Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
     QLIST_ENTRY(VFIORmpSync) next;
@@ -192,6 +193,9 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
                                            (op->iova - sec->iova),
                                            sec->readonly);
         trace_vfio_rmp_sync_map_file(s->name, op->iova, op->size, ret);
+        if (ret) {
+            s->map_file_error = ret;
+        }
         return ret;
     }
     vaddr = sec->vaddr + (op->iova - sec->iova);
@@ -304,10 +308,16 @@ static int vfio_rmp_sync_populate(RamDiscardListener *rdl,
                                   MemoryRegionSection *section)
 {
     VFIORmpSyncSection *sec = container_of(rdl, VFIORmpSyncSection, rdl);
+    int ret = rmp_sync_set_shared(sec->sync->engine,
+                                  section->offset_within_address_space,
+                                  int128_get64(section->size), true);
 
-    return rmp_sync_set_shared(sec->sync->engine,
-                               section->offset_within_address_space,
-                               int128_get64(section->size), true);
+    /*
+     * An error: the IOAS may still map the private pages from the
+     * guest_memfd, which the conversion punches next; failing stops it
+     */
+    vfio_rmp_sync_report(sec->sync, "unmapping converted memory", ret);
+    return ret;
 }
 
 static void vfio_rmp_sync_discard(RamDiscardListener *rdl,
@@ -372,14 +382,6 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
                                     vfio_rmp_sync_issue,
                                     vfio_rmp_sync_rmp_is_2m, s);
     rmp_sync_engine_set_hitless(s->engine, s->hitless);
-    /*
-     * TEE-IO in a guest whose RAM is guest_memfd: private pages live in
-     * the guest_memfd, which the sections say (and region_add checks the
-     * kernel can map); RAM without one maps both states by address
-     */
-    rmp_sync_engine_set_private_backing(s->engine,
-        s->policy == RMP_SYNC_POLICY_ALL &&
-        machine_require_guest_memfd(MACHINE(qdev_get_machine())));
     s->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, vfio_rmp_sync_retry, s);
     s->rmp_changed.notify = vfio_rmp_sync_rmp_changed;
     QLIST_INIT(&s->sections);
@@ -567,49 +569,23 @@ static uint64_t vfio_rmp_sync_backing_page_size(VFIORmpSyncSection *sec)
  * Policy "all" over guest_memfd RAM: private pages live in the
  * guest_memfd, not behind the shared backing's address (which a
  * conversion discards), so they are mapped from the file
- * (IOMMU_IOAS_MAP_FILE).  Ask the kernel whether it can, with one page
- * mapped and unmapped; refuse the memory if it cannot.
+ * (IOMMU_IOAS_MAP_FILE).  Whether the kernel can is not assumed: the
+ * first map from the file asks it.
  */
-static bool vfio_rmp_sync_private_backing(VFIORmpSync *s,
-                                          VFIORmpSyncSection *sec,
-                                          Error **errp)
+static void vfio_rmp_sync_map_file_error(VFIORmpSync *s,
+                                         VFIORmpSyncSection *sec, int err,
+                                         Error **errp)
 {
-    RAMBlock *rb = sec->mr->ram_block;
-    int ret;
-
-    if (!s->be) {
-        error_setg(errp, "vfio %s: rmp-sync=all over guest_memfd RAM needs "
-                   "an iommufd backend", s->name);
-        error_append_hint(errp, "Private pages are mapped from the "
-                          "guest_memfd (IOMMU_IOAS_MAP_FILE); a type1 "
-                          "container maps by address only.\n");
-        return false;
-    }
-    sec->gmem_fd = rb->guest_memfd;
-    sec->gmem_offset = qemu_ram_block_host_offset(rb, sec->vaddr);
-    ret = iommufd_backend_map_file_dma(s->be, s->ioas_id, sec->iova,
-                                       VFIO_RMP_SYNC_4K, sec->gmem_fd,
-                                       sec->gmem_offset, sec->readonly);
-    trace_vfio_rmp_sync_map_file(s->name, sec->iova, VFIO_RMP_SYNC_4K, ret);
-    if (!ret) {
-        ret = vfio_rmp_sync_iommufd_unmap(s, sec->iova, VFIO_RMP_SYNC_4K,
-                                          VFIO_RMP_SYNC_4K);
-        if (!ret) {
-            return true;
-        }
-        error_setg_errno(errp, -ret, "vfio %s: rmp-sync: cannot unmap the "
-                         "probe page at 0x%" HWADDR_PRIx, s->name, sec->iova);
-        return false;
-    }
-    error_setg_errno(errp, -ret, "vfio %s: rmp-sync=all cannot map the "
+    error_setg_errno(errp, -err, "vfio %s: rmp-sync=all cannot map the "
                      "private pages of guest_memfd RAM at 0x%" HWADDR_PRIx
-                     ": the kernel refuses IOMMU_IOAS_MAP_FILE of the "
-                     "guest_memfd", s->name, sec->iova);
-    error_append_hint(errp, "Linux maps memfd (shmem) and hugetlbfs files "
-                      "only (memfd_pin_folios()); TEE-IO over guest_memfd "
-                      "needs a kernel that maps guest_memfd into an IOAS. "
-                      "Use rmp-sync=shared.\n");
-    return false;
+                     "+0x%" HWADDR_PRIx " from the guest_memfd (IOMMU_IOAS_"
+                     "MAP_FILE)", s->name, sec->iova, sec->size);
+    if (err == -EINVAL || err == -EOPNOTSUPP) {
+        error_append_hint(errp, "This kernel cannot map a guest_memfd into "
+                          "an IOAS: IOMMU_IOAS_MAP_FILE pins memfd (shmem) "
+                          "and hugetlbfs files only (memfd_pin_folios()). "
+                          "Use rmp-sync=shared.\n");
+    }
 }
 
 bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
@@ -655,10 +631,20 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
     sec->page_size = vfio_rmp_sync_backing_page_size(sec);
     sec->gmem_fd = -1;
     if (memory_region_has_guest_memfd(section->mr) &&
-        s->policy == RMP_SYNC_POLICY_ALL &&
-        !vfio_rmp_sync_private_backing(s, sec, errp)) {
-        g_free(sec);
-        return true;
+        s->policy == RMP_SYNC_POLICY_ALL) {
+        if (!s->be) {
+            error_setg(errp, "vfio %s: rmp-sync=all over guest_memfd RAM "
+                       "needs an iommufd backend", s->name);
+            error_append_hint(errp, "Private pages are mapped from the "
+                              "guest_memfd (IOMMU_IOAS_MAP_FILE); a type1 "
+                              "container maps by address only.\n");
+            g_free(sec);
+            return true;
+        }
+        sec->gmem_fd = sec->mr->ram_block->guest_memfd;
+        /* KVM's guest_memfd_offset: the offset in the RAM block */
+        sec->gmem_offset = qemu_ram_block_host_offset(sec->mr->ram_block,
+                                                      sec->vaddr);
     }
 
     /*
@@ -667,8 +653,9 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
      */
     rmp_sync_begin(s->engine);
     QLIST_INSERT_HEAD(&s->sections, sec, next);
+    s->map_file_error = 0;
     ret = rmp_sync_add_range_backed(s->engine, sec->iova, sec->size, false,
-                                    sec->page_size);
+                                    sec->page_size, sec->gmem_fd >= 0);
     if (sec->has_rdm) {
         RamDiscardManager *rdm =
             memory_region_get_ram_discard_manager(section->mr);
@@ -681,7 +668,13 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
                                       sec->iova + sec->size);
     }
     ret = rmp_sync_commit(s->engine) ?: ret;
-    if (ret) {
+    /*
+     * The section stays registered on failure: the container is torn
+     * down (or, at runtime, QEMU stops) and region_del() undoes it
+     */
+    if (ret && s->map_file_error) {
+        vfio_rmp_sync_map_file_error(s, sec, s->map_file_error, errp);
+    } else if (ret) {
         error_setg_errno(errp, -ret, "vfio: rmp-sync: cannot map 0x%"
                          HWADDR_PRIx "+0x%" HWADDR_PRIx, sec->iova,
                          sec->size);
@@ -695,11 +688,22 @@ bool vfio_rmp_sync_region_del(VFIOContainer *bcontainer,
     hwaddr iova = section->offset_within_address_space;
     VFIORmpSyncSection *sec;
     VFIORmpSync *s;
-    bool found;
 
+    if (memory_region_is_iommu(section->mr) ||
+        memory_region_is_ram_device(section->mr)) {
+        return false;
+    }
     s = vfio_rmp_sync_find(bcontainer);
     if (!s) {
-        return false;
+        /*
+         * With rmp-sync on, region_add() took every RAM section, even
+         * those it refused because the sync could not start: none of
+         * them was mapped, nor a RAM-discard listener registered
+         */
+        return object_dynamic_cast(OBJECT(bcontainer),
+                                   TYPE_VFIO_IOMMU_IOMMUFD) &&
+               VFIO_IOMMU_IOMMUFD(bcontainer)->be->rmp_sync.policy !=
+               RMP_SYNC_POLICY_OFF;
     }
     rmp_sync_begin(s->engine);
     QLIST_FOREACH(sec, &s->sections, next) {
@@ -707,8 +711,7 @@ bool vfio_rmp_sync_region_del(VFIOContainer *bcontainer,
             break;
         }
     }
-    found = sec != NULL;
-    if (found) {
+    if (sec) {
         if (sec->has_rdm) {
             ram_discard_manager_unregister_listener(
                 memory_region_get_ram_discard_manager(section->mr),
@@ -721,7 +724,8 @@ bool vfio_rmp_sync_region_del(VFIOContainer *bcontainer,
         g_free(sec);
     }
     rmp_sync_commit(s->engine);
-    return found;
+    /* not found: region_add() refused it, nothing to undo; it is ours */
+    return true;
 }
 
 /* Monitor */

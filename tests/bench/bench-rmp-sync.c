@@ -388,9 +388,9 @@ static void start(RmpSyncEnginePolicy policy, bool private_backing)
         engines[i] = rmp_sync_engine_new(policy, count_issue, world_rmp_is_2m,
                                          (void *)(uintptr_t)i);
         rmp_sync_engine_set_hitless(engines[i], i);
-        rmp_sync_engine_set_private_backing(engines[i], private_backing);
         engine_ioctl_base[i] = 0;
-        rmp_sync_add_range(engines[i], 0, GUEST, false);
+        rmp_sync_add_range_backed(engines[i], 0, GUEST, false, 2 << 20,
+                                  private_backing);
     }
     for (uint64_t r = 0; r < N_REGIONS; r++) {
         baselines_sync(r);

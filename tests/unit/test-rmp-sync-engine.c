@@ -42,6 +42,7 @@ typedef struct World {
     /* unmaps: remove the first half of the areas, then fail (-EBUSY) */
     unsigned fail_partway_one_in;
     bool purges_fail;           /* purges fail as the other ops do */
+    bool purges_refused;        /* every purge fails (-EIO) */
     bool fail_maps_only;        /* fail_one_in applies to maps only */
     /*
      * Pages that were unsafe after some operation: covered by an area
@@ -79,6 +80,9 @@ static int fake_issue_one(void *opaque, const RmpSyncOp *op)
         (op->type == RMP_SYNC_OP_MAP || !w->fail_maps_only) &&
         !g_rand_int_range(w->rnd, 0, w->fail_one_in)) {
         return -ENOMEM;
+    }
+    if (op->type == RMP_SYNC_OP_PURGE && w->purges_refused) {
+        return -EIO;
     }
     g_array_append_val(w->ops, *op);
     if (op->type == RMP_SYNC_OP_PURGE) {
@@ -229,6 +233,13 @@ static void world_free(World *w)
     g_array_free(w->ops, true);
     g_rand_free(w->rnd);
     g_free(w);
+}
+
+/* Memory enters; its private pages have their own backing if the world's */
+static int world_add(World *w, uint64_t iova, uint64_t size, bool shared)
+{
+    return rmp_sync_add_range_backed(w->e, iova, size, shared,
+                                     PAGE << w->order, w->private_backing);
 }
 
 static bool wanted(World *w, uint64_t p)
@@ -555,8 +566,8 @@ static void world_add_ranges(World *w, bool shared)
         w->shared[p] = shared;
     }
     w->n_pages = 20 * P;
-    g_assert_cmpint(rmp_sync_add_range(w->e, 0, a_end * PAGE, shared), ==, 0);
-    g_assert_cmpint(rmp_sync_add_range(w->e, b_start * PAGE,
+    g_assert_cmpint(world_add(w, 0, a_end * PAGE, shared), ==, 0);
+    g_assert_cmpint(world_add(w, b_start * PAGE,
                                        (b_end - b_start) * PAGE, shared),
                     ==, 0);
 }
@@ -610,7 +621,6 @@ static void run_random_mode(RmpSyncEnginePolicy policy, unsigned order,
     w->hitless = hitless;
     rmp_sync_engine_set_hitless(w->e, hitless);
     w->private_backing = private_backing;
-    rmp_sync_engine_set_private_backing(w->e, private_backing);
     world_add_ranges(w, false);
     check_all(w);
     for (unsigned step = 0; step < steps; step++) {
@@ -715,13 +725,12 @@ static void test_private_backing_round_trip(void)
     RmpSyncStats st;
 
     w->private_backing = true;
-    rmp_sync_engine_set_private_backing(w->e, true);
     w->n_pages = 2 * P;
     for (unsigned p = 0; p < 2 * P; p++) {
         w->in_range[p] = true;
     }
     w->rmp_2m[1] = true;
-    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 2 * P * PAGE, false), ==, 0);
+    g_assert_cmpint(world_add(w, 0, 2 * P * PAGE, false), ==, 0);
     check_all(w);
     g_assert_false(area_at(w, 3)->shared);
 
@@ -776,8 +785,8 @@ static void test_private_backing_round_trip(void)
 
 /*
  * Where the kernel refuses to map the private backing (IOMMU_IOAS_MAP_FILE
- * of a guest_memfd: EINVAL), the engine says so and maps no private page
- * from anywhere else
+ * of a guest_memfd: EINVAL), the engine says so, and a page that becomes
+ * private is never left mapped from the shared backing it leaves
  */
 static void test_private_backing_refused(void)
 {
@@ -787,20 +796,159 @@ static void test_private_backing_refused(void)
 
     w->private_backing = true;
     w->refuse_private = true;
-    rmp_sync_engine_set_private_backing(w->e, true);
+    w->n_pages = 2 * P;
+    for (unsigned p = 0; p < 2 * P; p++) {
+        w->in_range[p] = true;
+        w->shared[p] = true;
+    }
+    g_assert_cmpint(world_add(w, 0, 2 * P * PAGE, true), ==, 0);
+    check_all(w);
+    g_assert_cmpuint(w->areas->len, >, 0);
+
+    /* pages 2-4 and 12 become private: they cannot be mapped */
+    rmp_sync_begin(w->e);
+    for (unsigned p = 2; p < 5; p++) {
+        w->shared[p] = false;
+    }
+    w->shared[12] = false;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 2 * PAGE, 3 * PAGE, false),
+                    ==, 0);
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 12 * PAGE, PAGE, false),
+                    ==, 0);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, -EINVAL);
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpint(st.last_error, ==, -EINVAL);
+    for (unsigned p = 0; p < 2 * P; p++) {
+        FakeArea *a = area_at(w, p);
+
+        /* nothing maps a private page, from either backing */
+        g_assert_true(!a || (a->shared && w->shared[p]));
+    }
+    g_assert_cmpuint(w->areas->len, >, 0);
+    world_free(w);
+}
+
+/*
+ * In a transaction the engine unmaps a converting page before the caller
+ * discards its old backing.  If the IOAS may still hold it (the unmap and
+ * the purge failed), the event must fail so the conversion stops before
+ * the discard; a region whose mappings are unknown is purged first.
+ */
+static void test_private_backing_unmap_fails(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_ALL, 3, 0, 1);
+    unsigned P = 8;
+
+    w->private_backing = true;
     w->n_pages = 2 * P;
     for (unsigned p = 0; p < 2 * P; p++) {
         w->in_range[p] = true;
     }
-    g_assert_cmpint(rmp_sync_add_range(w->e, 0, 2 * P * PAGE, false), ==,
-                    -EINVAL);
-    for (guint i = 0; i < w->areas->len; i++) {
-        g_assert_true(g_array_index(w->areas, FakeArea, i).shared);
-    }
-    rmp_sync_get_stats(w->e, &st);
-    g_assert_cmpint(st.last_error, ==, -EINVAL);
-    g_assert_cmpuint(st.mapped_pages, ==, 0);
+    g_assert_cmpint(world_add(w, 0, 2 * P * PAGE, false), ==, 0);
+    w->fail_one_in = 1;
+    w->purges_fail = true;
+    rmp_sync_begin(w->e);
+    w->shared[3] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 3 * PAGE, PAGE, true), ==,
+                    -ENOMEM);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, -ENOMEM);
     world_free(w);
+
+    /*
+     * An unmap removes one of its two areas and fails, the purge fails:
+     * the region is lost, its bitmaps no longer what the IOAS holds.  The
+     * next conversions must purge it, not unmap the areas it believed in.
+     */
+    w = world_new(RMP_SYNC_MAP_ALL, 3, 0, 1);
+    w->private_backing = true;
+    w->n_pages = P;
+    for (unsigned p = 0; p < P; p++) {
+        w->in_range[p] = true;
+    }
+    g_assert_cmpint(world_add(w, 0, P * PAGE, false), ==, 0);
+    g_assert_cmpuint(w->areas->len, ==, 2);
+    w->fail_partway_one_in = 1;
+    w->purges_refused = true;
+    rmp_sync_begin(w->e);
+    w->shared[3] = w->shared[4] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 3 * PAGE, 2 * PAGE, true),
+                    ==, -EIO);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, -EIO);
+    g_assert_cmpuint(w->areas->len, ==, 1);
+    w->fail_partway_one_in = 0;
+    w->purges_refused = false;
+    rmp_sync_begin(w->e);
+    w->shared[1] = w->shared[6] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 1 * PAGE, PAGE, true), ==, 0);
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 6 * PAGE, PAGE, true), ==, 0);
+    g_assert_cmpuint(w->areas->len, ==, 0);
+    g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+    check_all(w);
+    world_free(w);
+}
+
+/*
+ * Random conversions in transactions, over regions of 128 pages (two
+ * bitmap words): after each notification, before the commit, no area
+ * maps a page from the backing it left (the caller discards it next)
+ */
+static void test_random_private_backing_txn(void)
+{
+    for (guint32 seed = 1; seed <= 6; seed++) {
+        World *w = world_new(RMP_SYNC_MAP_ALL, 7, 0, seed);
+        unsigned P = 128;
+
+        w->private_backing = true;
+        w->hitless = seed & 1;
+        rmp_sync_engine_set_hitless(w->e, w->hitless);
+        w->n_pages = 8 * P;
+        for (unsigned p = 3; p < w->n_pages - 5; p++) {
+            w->in_range[p] = true;
+        }
+        g_assert_cmpint(world_add(w, 3 * PAGE, (w->n_pages - 8) * PAGE,
+                                  false), ==, 0);
+        for (unsigned step = 0; step < 600; step++) {
+            unsigned n = g_rand_int_range(w->rnd, 1, 4);
+
+            rmp_sync_begin(w->e);
+            for (unsigned c = 0; c < n; c++) {
+                uint64_t start = g_rand_int_range(w->rnd, 0, w->n_pages);
+                uint64_t len = g_rand_boolean(w->rnd) ?
+                               g_rand_int_range(w->rnd, 1, 4) :
+                               g_rand_int_range(w->rnd, 1, 2 * P);
+                bool shared = g_rand_boolean(w->rnd);
+
+                for (uint64_t p = start; p < start + len &&
+                     p < w->n_pages; p++) {
+                    w->shared[p] = shared;
+                }
+                g_assert_cmpint(rmp_sync_set_shared(w->e, start * PAGE,
+                                                    len * PAGE, shared),
+                                ==, 0);
+                for (guint i = 0; i < w->areas->len; i++) {
+                    FakeArea *a = &g_array_index(w->areas, FakeArea, i);
+
+                    for (uint64_t p = a->start; p < a->end; p++) {
+                        g_assert_cmpint(a->shared, ==, w->shared[p]);
+                    }
+                }
+            }
+            /* KVM's RMP follows: 2M where a region is uniform, sometimes */
+            for (unsigned r = 0; r < 8; r++) {
+                bool uniform = true;
+
+                for (unsigned i = 1; i < P; i++) {
+                    uniform &= w->shared[r * P + i] == w->shared[r * P];
+                }
+                w->rmp_2m[r] = uniform && g_rand_int_range(w->rnd, 0, 3);
+            }
+            g_assert_cmpint(rmp_sync_rmp_changed(w->e, 0, w->n_pages * PAGE),
+                            ==, 0);
+            g_assert_cmpint(rmp_sync_commit(w->e), ==, 0);
+            check_all(w);
+        }
+        world_free(w);
+    }
 }
 
 /* Full-size regions (2M of 4K pages): the invariants, without brute force */
@@ -1031,8 +1179,8 @@ static void test_backing_page_size(void)
         w->rmp_2m[0] = true;
         g_assert_cmpint(rmp_sync_add_range_backed(w->e, 0, 2 * P * PAGE,
                                                   true,
-                                                  huge ? 2 * P * PAGE : PAGE),
-                        ==, 0);
+                                                  huge ? 2 * P * PAGE : PAGE,
+                                                  false), ==, 0);
         rmp_sync_get_stats(w->e, &st);
         g_assert_cmpuint(st.unbacked, ==, !huge);
         g_assert_cmpuint(st.regions_2m, ==, huge);
@@ -1354,6 +1502,10 @@ int main(int argc, char **argv)
                     test_private_backing_round_trip);
     g_test_add_func("/rmp-sync/private-backing/refused",
                     test_private_backing_refused);
+    g_test_add_func("/rmp-sync/private-backing/unmap-fails",
+                    test_private_backing_unmap_fails);
+    g_test_add_func("/rmp-sync/random/private-backing-txn",
+                    test_random_private_backing_txn);
     g_test_add_func("/rmp-sync/errors-keep-state", test_errors_keep_state);
     g_test_add_func("/rmp-sync/errors-partial-unmap",
                     test_errors_partial_unmap);

@@ -154,8 +154,8 @@ static void *hotplug(void *opaque)
     while (g_get_monotonic_time() < s->deadline) {
         rmp_sync_begin(s->e);
         g_assert_cmpint(rmp_sync_add_range_backed(s->e, HOTPLUG_START,
-                                                  HOTPLUG_SIZE, true, K4),
-                        ==, 0);
+                                                  HOTPLUG_SIZE, true, K4,
+                                                  false), ==, 0);
         g_assert_cmpint(rmp_sync_commit(s->e), ==, 0);
         g_assert_cmpint(rmp_sync_del_range(s->e, HOTPLUG_START,
                                            HOTPLUG_SIZE), ==, 0);

@@ -11,7 +11,9 @@ CONFIG_IOMMUFD=y
 CONFIG_PCI_TESTDEV=y
 CONFIG_VIRTIO_PCI=y
 CONFIG_VIRTIO_BLK=y
-# hw/acpi/cxl.c needs the CXL host code (as on x86), which needs PXB and the CXL memory device
+# hw/acpi/cxl.c needs the CXL host code (as on x86), which needs PXB, the
+# CXL memory device and, for its root port type, the PCIe root port
 CONFIG_PXB=y
 CONFIG_CXL=y
 CONFIG_CXL_MEM_DEVICE=y
+CONFIG_PCIE_PORT=y

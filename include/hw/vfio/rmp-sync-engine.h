@@ -66,7 +66,7 @@ typedef struct RmpSyncOp {
     /*
      * Map: the state of the pages, which is the same for all of them
      * where private pages have a backing of their own
-     * (rmp_sync_engine_set_private_backing()): map from that backing
+     * (rmp_sync_add_range_backed()): map from that backing
      */
     bool shared;
 } RmpSyncOp;
@@ -148,17 +148,6 @@ void rmp_sync_engine_free(RmpSyncEngine *e);
 void rmp_sync_engine_set_hitless(RmpSyncEngine *e, bool hitless);
 
 /*
- * Private pages have a backing of their own (TEE-IO over guest_memfd:
- * private pages live in the guest_memfd, shared ones behind the shared
- * backing's address, and a conversion discards the backing the pages
- * leave).  Then an area maps pages of one state only (RmpSyncOp.shared
- * says which backing), and a page that converts is unmapped at once and
- * mapped again from its new backing, so the device never keeps the page
- * the CPU no longer sees.  Set before memory is added.
- */
-void rmp_sync_engine_set_private_backing(RmpSyncEngine *e, bool on);
-
-/*
  * Guest memory [@iova, @iova + @size) enters the IO address space, all of
  * it private (an SNP guest starts with private memory) unless @shared.
  * Returns 0, or the first error of the operations it issued.
@@ -173,10 +162,20 @@ int rmp_sync_add_range(RmpSyncEngine *e, uint64_t iova, uint64_t size,
  * against a 2M RMP entry.  So where the backing is smaller than a region,
  * a region whose RMP is 2M is never mapped (counted as unbacked).
  * rmp_sync_add_range() assumes backing of at least a region.
+ *
+ * @private_backing: private pages have a backing of their own (TEE-IO
+ * over guest_memfd: private pages live in the guest_memfd, shared ones
+ * behind the shared backing's address, and a conversion discards the
+ * backing the pages leave).  Then an area maps pages of one state only
+ * (RmpSyncOp.shared says which backing), and a page that converts is
+ * unmapped at once (in a transaction: before the caller discards its old
+ * backing; rmp_sync_set_shared() returns an error if the IOAS may still
+ * hold it) and mapped again from its new backing, so the device never
+ * keeps a page that the CPU no longer sees.
  */
 int rmp_sync_add_range_backed(RmpSyncEngine *e, uint64_t iova,
                               uint64_t size, bool shared,
-                              uint64_t page_size);
+                              uint64_t page_size, bool private_backing);
 /*
  * The memory leaves: its areas are unmapped.  Where that fails and so
  * does the purge, the range is kept aside and purged again at every later
