@@ -15,6 +15,16 @@
 #include "system/iommufd.h"
 #include "system/granularity-source.h"
 
+static bool rmp_sync_may_set(Object *obj, const char *name, Error **errp)
+{
+    if (IOMMUFD_BACKEND(obj)->rmp_sync.frozen) {
+        error_setg(errp, "iommufd: '%s' cannot change once the object "
+                   "exists", name);
+        return false;
+    }
+    return true;
+}
+
 static int rmp_sync_get_policy(Object *obj, Error **errp)
 {
     return IOMMUFD_BACKEND(obj)->rmp_sync.policy;
@@ -22,6 +32,9 @@ static int rmp_sync_get_policy(Object *obj, Error **errp)
 
 static void rmp_sync_set_policy(Object *obj, int value, Error **errp)
 {
+    if (!rmp_sync_may_set(obj, "rmp-sync", errp)) {
+        return;
+    }
     IOMMUFD_BACKEND(obj)->rmp_sync.policy = value;
 }
 
@@ -34,6 +47,9 @@ static void rmp_sync_set_rmp(Object *obj, const char *value, Error **errp)
 {
     IOMMUFDBackend *be = IOMMUFD_BACKEND(obj);
 
+    if (!rmp_sync_may_set(obj, "rmp", errp)) {
+        return;
+    }
     g_free(be->rmp_sync.rmp);
     be->rmp_sync.rmp = g_strdup(value);
 }
@@ -45,6 +61,9 @@ static bool rmp_sync_get_hitless(Object *obj, Error **errp)
 
 static void rmp_sync_set_hitless(Object *obj, bool value, Error **errp)
 {
+    if (!rmp_sync_may_set(obj, "rmp-sync-hitless", errp)) {
+        return;
+    }
     IOMMUFD_BACKEND(obj)->rmp_sync.hitless = value;
 }
 
@@ -76,6 +95,7 @@ bool iommufd_backend_rmp_sync_complete(IOMMUFDBackend *be, Error **errp)
                        be->rmp_sync.rmp ? "rmp" : "rmp-sync-hitless");
             return false;
         }
+        be->rmp_sync.frozen = true;
         return true;
     }
     /* the granularity source must exist already: create it first */
@@ -83,6 +103,7 @@ bool iommufd_backend_rmp_sync_complete(IOMMUFDBackend *be, Error **errp)
         error_prepend(errp, "iommufd: rmp-sync: ");
         return false;
     }
+    be->rmp_sync.frozen = true;
     return true;
 }
 

@@ -1105,7 +1105,7 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
 {
     uint64_t end = iova + size;
     unsigned shift = e->page_shift + e->region_order;
-    int ret = 0;
+    int ret = 0, r_ret;
 
     if (!e->txn_depth) {
         e->stats.events++;
@@ -1164,15 +1164,17 @@ static int update(RmpSyncEngine *e, uint64_t iova, uint64_t size,
                      * Where private pages have a backing of their own,
                      * a conversion discards the backing the pages leave.
                      */
-                    ret = unmap_now(e, rg, i, lo, hi) ?: ret;
+                    r_ret = unmap_now(e, rg, i, lo, hi);
+                    ret = ret ?: r_ret;
                     partial = false;
                 }
                 if (e->txn_depth) {
                     defer_region(e, rg, i, partial ? lo : 0,
                                  partial ? hi : e->pages);
                 } else {
-                    ret = sync_region(e, rg, i, partial ? lo : 0,
-                                      partial ? hi : e->pages) ?: ret;
+                    r_ret = sync_region(e, rg, i, partial ? lo : 0,
+                                        partial ? hi : e->pages);
+                    ret = ret ?: r_ret;
                 }
             }
             iova = chunk_end;
@@ -1199,13 +1201,14 @@ static int flush_pending(RmpSyncEngine *e)
         PendingRegion *pr = &g_array_index(e->pending, PendingRegion, p);
         Range *rg = range_find(e, pr->range_start);
         Region *r = rg ? rg->regions[pr->index] : NULL;
+        int r_ret;
 
         if (!r) {
             continue;
         }
         r->pending = false;
-        ret = sync_region(e, rg, pr->index, r->pending_lo,
-                          r->pending_hi) ?: ret;
+        r_ret = sync_region(e, rg, pr->index, r->pending_lo, r->pending_hi);
+        ret = ret ?: r_ret;     /* the first error */
     }
     g_array_set_size(e->pending, 0);
     return ret;
@@ -1327,7 +1330,7 @@ unsigned rmp_sync_retry(RmpSyncEngine *e)
 
     qemu_rec_mutex_lock(&e->lock);
     if (e->txn_depth) {
-        /* its commit plans the regions again */
+        /* called inside the caller's own transaction: its commit plans */
         qemu_rec_mutex_unlock(&e->lock);
         return 1;
     }

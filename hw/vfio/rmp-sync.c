@@ -45,8 +45,9 @@
 
 /* The engine's pages and regions: 4K pages, 2M regions */
 #define VFIO_RMP_SYNC_4K    (1ULL << RMP_SYNC_PAGE_SHIFT)
-/* after a failure, try again this often until the layout is right */
+/* after a failure, try again after this long, doubling up to the max */
 #define VFIO_RMP_SYNC_RETRY_MS 1000
+#define VFIO_RMP_SYNC_RETRY_MAX_MS 60000
 #define VFIO_RMP_SYNC_2M    (1ULL << RMP_SYNC_REGION_SHIFT)
 
 typedef struct VFIORmpSync VFIORmpSync;
@@ -87,8 +88,9 @@ struct VFIORmpSync {
     RmpSyncEngine *engine;      /* its lock guards @sections too */
     Notifier rmp_changed;
     bool listening;             /* rmp_changed is registered */
-    int reported_errno;         /* the failure last reported, 0: none */
+    bool failing;               /* a failure was reported, no recovery yet */
     QEMUTimer *retry_timer;     /* armed by a failure */
+    unsigned retry_ms;          /* its next delay */
     int map_file_error;         /* of the last map from a guest_memfd */
     Error *cpr_blocker;
     QLIST_HEAD(, VFIORmpSyncSection) sections;
@@ -193,7 +195,7 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
                                            (op->iova - sec->iova),
                                            sec->readonly);
         trace_vfio_rmp_sync_map_file(s->name, op->iova, op->size, ret);
-        if (ret) {
+        if (ret && !s->map_file_error) {
             s->map_file_error = ret;
         }
         return ret;
@@ -236,38 +238,47 @@ static void vfio_rmp_sync_states_from_rmp(VFIORmpSync *s,
 
 /*
  * A kernel that fails once tends to fail every event after, and guest
- * conversions make the events: report a failure when it starts or its
- * errno changes, and the recovery.  query-rmp-sync counts every one.
+ * conversions make the events.  So a failure starts an episode, reported
+ * once; the engine is retried (backing off from 1 s to a minute) until
+ * nothing it holds is out of plan, which ends the episode, reported too.
+ * Events that succeed meanwhile end nothing: other regions may still be
+ * wrong.  query-rmp-sync counts every failure.
  */
+static void vfio_rmp_sync_arm_retry(VFIORmpSync *s)
+{
+    timer_mod_anticipate(s->retry_timer,
+                         qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                         qatomic_read(&s->retry_ms));
+}
+
 static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
 {
-    int old = qatomic_xchg(&s->reported_errno, ret);
-
-    if (ret) {
-        /* wanted pages may be unmapped: do not wait for the next event */
-        timer_mod(s->retry_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
-                  VFIO_RMP_SYNC_RETRY_MS);
+    if (!ret) {
+        return;
     }
-    if (ret && ret != old) {
-        error_report("vfio %s: rmp-sync: %s: %s (reported again when the "
-                     "error changes; query-rmp-sync counts them)", s->name,
-                     what, strerror(-ret));
-    } else if (!ret && old) {
-        info_report("vfio %s: rmp-sync: %s: works again", s->name, what);
+    if (!qatomic_xchg(&s->failing, true)) {
+        error_report("vfio %s: rmp-sync: %s: %s (retried until it works; "
+                     "query-rmp-sync counts the failures)", s->name, what,
+                     strerror(-ret));
     }
+    vfio_rmp_sync_arm_retry(s);
 }
 
 static void vfio_rmp_sync_retry(void *opaque)
 {
     VFIORmpSync *s = opaque;
-    RmpSyncStats st;
+    unsigned left = rmp_sync_retry(s->engine);
 
-    if (!rmp_sync_retry(s->engine)) {
-        vfio_rmp_sync_report(s, "retry", 0);
+    if (!left) {
+        qatomic_set(&s->retry_ms, VFIO_RMP_SYNC_RETRY_MS);
+        if (qatomic_xchg(&s->failing, false)) {
+            info_report("vfio %s: rmp-sync: works again", s->name);
+        }
         return;
     }
-    rmp_sync_get_stats(s->engine, &st);
-    vfio_rmp_sync_report(s, "retry", st.last_error ?: -EIO);
+    qatomic_set(&s->retry_ms, MIN(qatomic_read(&s->retry_ms) * 2,
+                                  VFIO_RMP_SYNC_RETRY_MAX_MS));
+    vfio_rmp_sync_arm_retry(s);
 }
 
 /*
@@ -383,6 +394,7 @@ static VFIORmpSync *vfio_rmp_sync_new(VFIOContainer *bcontainer,
                                     vfio_rmp_sync_rmp_is_2m, s);
     rmp_sync_engine_set_hitless(s->engine, s->hitless);
     s->retry_timer = timer_new_ms(QEMU_CLOCK_REALTIME, vfio_rmp_sync_retry, s);
+    s->retry_ms = VFIO_RMP_SYNC_RETRY_MS;
     s->rmp_changed.notify = vfio_rmp_sync_rmp_changed;
     QLIST_INIT(&s->sections);
     QLIST_INSERT_HEAD(&vfio_rmp_syncs, s, next);
@@ -672,7 +684,7 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
      * The section stays registered on failure: the container is torn
      * down (or, at runtime, QEMU stops) and region_del() undoes it
      */
-    if (ret && s->map_file_error) {
+    if (ret && ret == s->map_file_error) {
         vfio_rmp_sync_map_file_error(s, sec, s->map_file_error, errp);
     } else if (ret) {
         error_setg_errno(errp, -ret, "vfio: rmp-sync: cannot map 0x%"

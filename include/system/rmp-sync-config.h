@@ -16,6 +16,11 @@ typedef struct RmpSyncConfig {
     int policy;                 /* RmpSyncPolicy */
     char *rmp;                  /* id of the snp-rmp object, or NULL */
     bool hitless;               /* never unmap a page that stays mapped */
+    /*
+     * The object is complete: the VFIO containers decided how they map
+     * from these (and undo it from them), so they no longer change
+     */
+    bool frozen;
 } RmpSyncConfig;
 
 #endif

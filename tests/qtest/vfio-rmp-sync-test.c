@@ -160,6 +160,30 @@ static void test_config(void)
     qom_get_assert_str(qts, "/objects/fd1", "rmp-sync", "off");
     g_assert_false(qom_get_bool(qts, "/objects/fd1", "rmp-sync-hitless"));
 
+    /*
+     * Fixed once the object exists: the containers map, and undo their
+     * mappings, by what it said (qom-set would strand them)
+     */
+    for (int i = 0; i < 2; i++) {
+        const char *obj = i ? "fd1" : "fd0";
+
+        r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
+                      " 'path': %s, 'property': 'rmp-sync',"
+                      " 'value': %s } }", obj, i ? "shared" : "off");
+        g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(r, "error"),
+                                              "desc"),
+                                "cannot change once the object exists"));
+        qobject_unref(r);
+    }
+    r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
+                  " 'path': 'fd0', 'property': 'rmp-sync-hitless',"
+                  " 'value': false } }");
+    g_assert_true(qdict_haskey(r, "error"));
+    qobject_unref(r);
+    qom_get_assert_str(qts, "/objects/fd0", "rmp-sync", "shared");
+    qom_get_assert_str(qts, "/objects/fd1", "rmp-sync", "off");
+    g_assert_true(qom_get_bool(qts, "/objects/fd0", "rmp-sync-hitless"));
+
     /* no VFIO container yet: no IO address space to report */
     r = qtest_qmp(qts, "{ 'execute': 'query-rmp-sync' }");
     g_assert_cmpuint(qlist_size(qdict_get_qlist(r, "return")), ==, 0);

@@ -888,6 +888,36 @@ static void test_private_backing_unmap_fails(void)
 }
 
 /*
+ * The private backing is the range's: in one 2M region, guest_memfd RAM
+ * [0, 4) and RAM without one [4, 8).  A conversion remaps a page of the
+ * first (its backing changes), not of the second (the same address).
+ */
+static void test_private_backing_per_range(void)
+{
+    World *w = world_new(RMP_SYNC_MAP_ALL, 3, 0, 1);
+
+    w->n_pages = 8;
+    for (unsigned p = 0; p < 8; p++) {
+        w->in_range[p] = true;
+    }
+    g_assert_cmpint(rmp_sync_add_range_backed(w->e, 0, 4 * PAGE, false,
+                                              PAGE, true), ==, 0);
+    g_assert_cmpint(rmp_sync_add_range_backed(w->e, 4 * PAGE, 4 * PAGE,
+                                              false, PAGE, false), ==, 0);
+    g_array_set_size(w->ops, 0);
+    w->shared[5] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 5 * PAGE, PAGE, true), ==, 0);
+    g_assert_cmpuint(w->ops->len, ==, 0);
+    g_assert_false(area_at(w, 5)->shared);      /* mapped by address */
+    w->shared[1] = true;
+    g_assert_cmpint(rmp_sync_set_shared(w->e, 1 * PAGE, PAGE, true), ==, 0);
+    g_assert_cmpuint(w->ops->len, >, 0);
+    g_assert_true(area_at(w, 1)->shared);
+    g_assert_false(area_at(w, 0)->shared);
+    world_free(w);
+}
+
+/*
  * Random conversions in transactions, over regions of 128 pages (two
  * bitmap words): after each notification, before the commit, no area
  * maps a page from the backing it left (the caller discards it next)
@@ -1312,8 +1342,20 @@ static void test_errors_retry(void)
             break;
         }
     }
+    /* while purges fail, the regions lost stay out of plan, and it says so */
     w->fail_one_in = 0;
+    w->purges_refused = true;
+    w->fail_partway_one_in = 1;
+    rmp_sync_begin(w->e);
+    for (unsigned step = 0; step < 40; step++) {
+        random_set_shared(w);
+    }
+    rmp_sync_commit(w->e);
     w->fail_partway_one_in = 0;
+    rmp_sync_get_stats(w->e, &st);
+    g_assert_cmpuint(st.lost_regions, >, 0);
+    g_assert_cmpuint(rmp_sync_retry(w->e), >=, st.lost_regions);
+    w->purges_refused = false;
     left = rmp_sync_retry(w->e);
     g_assert_cmpuint(left, ==, 0);
     check_all(w);
@@ -1502,6 +1544,8 @@ int main(int argc, char **argv)
                     test_private_backing_round_trip);
     g_test_add_func("/rmp-sync/private-backing/refused",
                     test_private_backing_refused);
+    g_test_add_func("/rmp-sync/private-backing/per-range",
+                    test_private_backing_per_range);
     g_test_add_func("/rmp-sync/private-backing/unmap-fails",
                     test_private_backing_unmap_fails);
     g_test_add_func("/rmp-sync/random/private-backing-txn",
