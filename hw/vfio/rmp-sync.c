@@ -278,6 +278,14 @@ static void vfio_rmp_sync_retry(void *opaque)
     }
     qatomic_set(&s->retry_ms, MIN(qatomic_read(&s->retry_ms) * 2,
                                   VFIO_RMP_SYNC_RETRY_MAX_MS));
+    if (!qatomic_xchg(&s->failing, true)) {
+        /* a failure raced with the end of the last episode */
+        RmpSyncStats st;
+
+        rmp_sync_get_stats(s->engine, &st);
+        error_report("vfio %s: rmp-sync: retry: %s", s->name,
+                     strerror(-(st.last_error ?: -EIO)));
+    }
     vfio_rmp_sync_arm_retry(s);
 }
 
