@@ -992,7 +992,7 @@ static int del_range(RmpSyncEngine *e, uint64_t iova, uint64_t size)
             }
             /* the memory goes: leave none of it mapped */
             if (r->lost && purge_region(e, rg, i)) {
-                ret = e->stats.last_error;
+                ret = ret ?: e->stats.last_error;
                 add_orphan(e, rg, i);
             }
         }

@@ -47,7 +47,7 @@
 #define VFIO_RMP_SYNC_4K    (1ULL << RMP_SYNC_PAGE_SHIFT)
 /* after a failure, try again after this long, doubling up to the max */
 #define VFIO_RMP_SYNC_RETRY_MS 1000
-#define VFIO_RMP_SYNC_RETRY_MAX_MS 60000
+#define VFIO_RMP_SYNC_RETRY_MAX_MS 8000
 #define VFIO_RMP_SYNC_2M    (1ULL << RMP_SYNC_REGION_SHIFT)
 
 typedef struct VFIORmpSync VFIORmpSync;
@@ -89,6 +89,7 @@ struct VFIORmpSync {
     Notifier rmp_changed;
     bool listening;             /* rmp_changed is registered */
     bool failing;               /* a failure was reported, no recovery yet */
+    unsigned failures;          /* reported, ever */
     QEMUTimer *retry_timer;     /* armed by a failure */
     unsigned retry_ms;          /* its next delay */
     int map_file_error;         /* of the last map from a guest_memfd */
@@ -196,7 +197,7 @@ static int vfio_rmp_sync_issue(void *opaque, const RmpSyncOp *op)
                                            sec->readonly);
         trace_vfio_rmp_sync_map_file(s->name, op->iova, op->size, ret);
         if (ret && !s->map_file_error) {
-            s->map_file_error = ret;
+            qatomic_set(&s->map_file_error, ret);
         }
         return ret;
     }
@@ -239,8 +240,9 @@ static void vfio_rmp_sync_states_from_rmp(VFIORmpSync *s,
 /*
  * A kernel that fails once tends to fail every event after, and guest
  * conversions make the events.  So a failure starts an episode, reported
- * once; the engine is retried (backing off from 1 s to a minute) until
- * nothing it holds is out of plan, which ends the episode, reported too.
+ * once; the engine is retried (backing off from 1 s to 8 s) until
+ * nothing it holds is out of plan and no failure came meanwhile, which
+ * ends the episode, reported too.
  * Events that succeed meanwhile end nothing: other regions may still be
  * wrong.  query-rmp-sync counts every failure.
  */
@@ -256,10 +258,17 @@ static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
     if (!ret) {
         return;
     }
+    qatomic_inc(&s->failures);
     if (!qatomic_xchg(&s->failing, true)) {
         error_report("vfio %s: rmp-sync: %s: %s (retried until it works; "
                      "query-rmp-sync counts the failures)", s->name, what,
                      strerror(-ret));
+        if (qatomic_read(&s->map_file_error) == -EINVAL ||
+            qatomic_read(&s->map_file_error) == -EOPNOTSUPP) {
+            error_printf("A map from the guest_memfd failed: this kernel may "
+                         "not map a guest_memfd into an IOAS (see "
+                         "rmp-sync=all in the documentation).\n");
+        }
     }
     vfio_rmp_sync_arm_retry(s);
 }
@@ -267,8 +276,15 @@ static void vfio_rmp_sync_report(VFIORmpSync *s, const char *what, int ret)
 static void vfio_rmp_sync_retry(void *opaque)
 {
     VFIORmpSync *s = opaque;
+    unsigned failures = qatomic_read(&s->failures);
     unsigned left = rmp_sync_retry(s->engine);
 
+    if (!left && qatomic_read(&s->failures) != failures) {
+        /* a failure meanwhile, maybe where the retry already went */
+        qatomic_set(&s->retry_ms, VFIO_RMP_SYNC_RETRY_MS);
+        vfio_rmp_sync_arm_retry(s);
+        return;
+    }
     if (!left) {
         qatomic_set(&s->retry_ms, VFIO_RMP_SYNC_RETRY_MS);
         if (qatomic_xchg(&s->failing, false)) {
@@ -673,7 +689,7 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
      */
     rmp_sync_begin(s->engine);
     QLIST_INSERT_HEAD(&s->sections, sec, next);
-    s->map_file_error = 0;
+    qatomic_set(&s->map_file_error, 0);
     ret = rmp_sync_add_range_backed(s->engine, sec->iova, sec->size, false,
                                     sec->page_size, sec->gmem_fd >= 0);
     if (sec->has_rdm) {
@@ -687,7 +703,7 @@ bool vfio_rmp_sync_region_add(VFIOContainer *bcontainer,
         vfio_rmp_sync_states_from_rmp(s, sec, sec->iova,
                                       sec->iova + sec->size);
     }
-    ret = rmp_sync_commit(s->engine) ?: ret;
+    ret = ret ?: rmp_sync_commit(s->engine);
     /*
      * The section stays registered on failure: the container is torn
      * down (or, at runtime, QEMU stops) and region_del() undoes it

@@ -170,6 +170,7 @@ static void test_config(void)
         r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
                       " 'path': %s, 'property': 'rmp-sync',"
                       " 'value': %s } }", obj, i ? "shared" : "off");
+        g_assert_true(qdict_haskey(r, "error"));
         g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(r, "error"),
                                               "desc"),
                                 "cannot change once the object exists"));
@@ -178,6 +179,10 @@ static void test_config(void)
     r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
                   " 'path': 'fd0', 'property': 'rmp-sync-hitless',"
                   " 'value': false } }");
+    g_assert_true(qdict_haskey(r, "error"));
+    qobject_unref(r);
+    r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
+                  " 'path': 'fd0', 'property': 'rmp', 'value': 'rmp1' } }");
     g_assert_true(qdict_haskey(r, "error"));
     qobject_unref(r);
     qom_get_assert_str(qts, "/objects/fd0", "rmp-sync", "shared");
@@ -203,6 +208,11 @@ static void test_config(void)
     qtest_qmp_assert_success(qts, "{ 'execute': 'object-add', 'arguments': {"
                              " 'qom-type': 'iommufd', 'id': 'fd3',"
                              " 'rmp-sync': 'all' } }");
+    r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
+                  " 'path': 'fd3', 'property': 'rmp-sync', 'value': 'off' } }");
+    g_assert_true(qdict_haskey(r, "error"));
+    qobject_unref(r);
+    qom_get_assert_str(qts, "/objects/fd3", "rmp-sync", "all");
     qtest_quit(qts);
 }
 
