@@ -18,6 +18,8 @@
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "qobject/qjson.h"
+#include "qapi/error.h"
 
 static void assert_refused(const char *args, const char *error)
 {
@@ -145,6 +147,21 @@ static bool qom_get_bool(QTestState *qts, const char *path, const char *prop)
     return v;
 }
 
+/* @value: JSON */
+static void assert_qom_set_refused(QTestState *qts, const char *path,
+                                   const char *prop, const char *value)
+{
+    QDict *r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
+                         " 'path': %s, 'property': %s, 'value': %p } }",
+                         path, prop, qobject_from_json(value, &error_abort));
+
+    g_assert_true(qdict_haskey(r, "error"));
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(r, "error"),
+                                          "desc"),
+                            "cannot change once the object exists"));
+    qobject_unref(r);
+}
+
 static void test_config(void)
 {
     QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
@@ -164,27 +181,10 @@ static void test_config(void)
      * Fixed once the object exists: the containers map, and undo their
      * mappings, by what it said (qom-set would strand them)
      */
-    for (int i = 0; i < 2; i++) {
-        const char *obj = i ? "fd1" : "fd0";
-
-        r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
-                      " 'path': %s, 'property': 'rmp-sync',"
-                      " 'value': %s } }", obj, i ? "shared" : "off");
-        g_assert_true(qdict_haskey(r, "error"));
-        g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(r, "error"),
-                                              "desc"),
-                                "cannot change once the object exists"));
-        qobject_unref(r);
-    }
-    r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
-                  " 'path': 'fd0', 'property': 'rmp-sync-hitless',"
-                  " 'value': false } }");
-    g_assert_true(qdict_haskey(r, "error"));
-    qobject_unref(r);
-    r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
-                  " 'path': 'fd0', 'property': 'rmp', 'value': 'rmp1' } }");
-    g_assert_true(qdict_haskey(r, "error"));
-    qobject_unref(r);
+    assert_qom_set_refused(qts, "fd0", "rmp-sync", "\"off\"");
+    assert_qom_set_refused(qts, "fd1", "rmp-sync", "\"shared\"");
+    assert_qom_set_refused(qts, "fd0", "rmp-sync-hitless", "false");
+    assert_qom_set_refused(qts, "fd0", "rmp", "\"rmp1\"");
     qom_get_assert_str(qts, "/objects/fd0", "rmp-sync", "shared");
     qom_get_assert_str(qts, "/objects/fd1", "rmp-sync", "off");
     g_assert_true(qom_get_bool(qts, "/objects/fd0", "rmp-sync-hitless"));
@@ -208,10 +208,7 @@ static void test_config(void)
     qtest_qmp_assert_success(qts, "{ 'execute': 'object-add', 'arguments': {"
                              " 'qom-type': 'iommufd', 'id': 'fd3',"
                              " 'rmp-sync': 'all' } }");
-    r = qtest_qmp(qts, "{ 'execute': 'qom-set', 'arguments': {"
-                  " 'path': 'fd3', 'property': 'rmp-sync', 'value': 'off' } }");
-    g_assert_true(qdict_haskey(r, "error"));
-    qobject_unref(r);
+    assert_qom_set_refused(qts, "fd3", "rmp-sync", "\"off\"");
     qom_get_assert_str(qts, "/objects/fd3", "rmp-sync", "all");
     qtest_quit(qts);
 }
