@@ -5,6 +5,8 @@
 #   make check    build and run every test
 #   make bench    print the benchmark figures
 #   make fuzz     the fuzzing campaigns (FUZZ_TIME=SECONDS; see README.md)
+#   make install  install the fork (PREFIX=/usr/local, DESTDIR=)
+#   make uninstall  remove what make install installed there
 
 BUILD    ?= build
 QEMU_SRC  = subprojects/qemu
@@ -12,9 +14,15 @@ QEMU_BLD  = $(BUILD)/qemu
 CORE_BLD  = $(BUILD)/core
 export CCACHE_DIR ?= $(CURDIR)/$(BUILD)/ccache
 
+# PREFIX=DIR on the command line changes the build's prefix (configure
+# --prefix); otherwise it stays what it was
+CONFIGURE = ./configure --build-dir=$(CURDIR)/$(BUILD) \
+            $(if $(PREFIX),--prefix=$(abspath $(PREFIX)))
+
 QTESTS    = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test bios-tables-test intel-iommu-test qom-test \
             device-introspect-test
-NINJA_TARGETS = qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
+# all: the emulator, its modules, QEMU's tools and manual, and the qtests
+NINJA_TARGETS = all $(addprefix tests/qtest/,$(QTESTS))
 
 # The sanitizer build (configure --sanitize): ASan + UBSan without recovery
 ASAN_BLD  = $(BUILD)/qemu-asan
@@ -46,7 +54,8 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
 .PHONY: all build testbed demo demo-qtest check check-unit check-qtest check-tsan \
         check-system bench checkpatch clean build-asan check-asan \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
-        check-asan-qmpfuzz build-fuzz fuzz check-build-other
+        check-asan-qmpfuzz build-fuzz fuzz check-build-other install \
+        uninstall check-install check-libvirt
 
 all: build demo
 
@@ -54,10 +63,10 @@ all: build demo
 # only redoes what changed (see scripts/graft.sh).
 $(BUILD)/config.mak: configure scripts/graft.sh scripts/install-deps.sh \
                      patches/series $(wildcard patches/*.patch)
-	./configure --build-dir=$(CURDIR)/$(BUILD)
+	$(CONFIGURE)
 
 build: $(BUILD)/config.mak
-	./configure --build-dir=$(CURDIR)/$(BUILD) >/dev/null
+	$(CONFIGURE) >/dev/null
 	ninja -C $(QEMU_BLD) $(NINJA_TARGETS)
 	@test -f $(CORE_BLD)/build.ninja || meson setup $(CORE_BLD) .
 	ninja -C $(CORE_BLD)
@@ -86,7 +95,28 @@ check-qtest: build
 check-system: testbed
 	$(TESTBED)
 
-check: check-unit check-qtest check-system check-asan check-tsan
+check: check-unit check-qtest check-system check-install check-libvirt \
+       check-asan check-tsan
+
+# make install honours DESTDIR; the manifest of what it installed is kept in
+# the build directory, for make uninstall
+MANIFESTS = $(BUILD)/installed
+install: build
+	scripts/install.sh install $(QEMU_BLD) $(MANIFESTS) "$(DESTDIR)"
+
+uninstall: $(BUILD)/config.mak
+	scripts/install.sh uninstall $(QEMU_BLD) $(MANIFESTS) "$(DESTDIR)"
+
+# A staged install (DESTDIR) that make check runs: the installed fork's
+# features, firmware, default machine and tools, uninstall, and libvirt
+STAGE     = $(CURDIR)/$(BUILD)/install-check
+check-install: build
+	tests/install/install-test.sh $(BUILD) $(STAGE)
+
+check-libvirt: check-install testbed
+	/usr/bin/python3 tests/system/libvirt-test.py \
+	    $(STAGE)$$(sed -n 's/^PREFIX=//p' $(BUILD)/config.mak)/bin/qemu-system-x86_64 \
+	    $(SYS_BLD)/bzImage $(SYS_BLD)/initramfs.gz $(CURDIR)/$(BUILD)/libvirt-check
 
 # gcc's TSan warns about atomic_thread_fence (the model's seqlock): no -Werror
 check-tsan: build

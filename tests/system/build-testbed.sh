@@ -68,6 +68,16 @@ cp "$qemu" "$root/bin/qemu-system-x86_64"
 for lib in $(ldd "$qemu" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'); do
     cp -L "$lib" "$root$lib"
 done
+# A build with modules has -accel qtest as one; the binary looks for it in
+# its relocated module directory: PREFIX/lib/... is /lib/... from /bin.
+bundle=$(dirname "$qemu")/qemu-bundle
+mod=$(find "$bundle" -name accel-qtest-x86_64.so 2>/dev/null | head -1)
+if [ -n "$mod" ]; then
+    rel=${mod#"$bundle"}
+    rel=lib/${rel#*/lib/}
+    mkdir -p "$root/$(dirname "$rel")"
+    cp -L "$mod" "$root/$rel"
+fi
 cp -L /usr/share/seabios/bios-256k.bin "$root/share/"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initramfs.gz"
