@@ -316,9 +316,9 @@ def main(argv):
     con = None
     try:
         lv = Libvirtd(work)
-        daemon = [l for l in lv.version.splitlines()
-                  if l.startswith("Running against daemon")]
-        report(True, daemon[0] if daemon else lv.version)
+        daemon = [l.strip() for l in lv.version.splitlines()
+                  if "daemon" in l]
+        report(True, daemon[0] if daemon else "virsh version answered")
         for x in ("amd-iommu-snp-libvirt.xml",
                   "amd-iommu-snp-libvirt-passthrough.xml"):
             r = subprocess.run(["virt-xml-validate", example(x), "domain"],
