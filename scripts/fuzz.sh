@@ -58,6 +58,14 @@ generic() {
                 "$out/generic.log" | tail -1)
         # a crashing run prints no final stats: count from its last status
         [ -n "$e" ] || e=0
+        # a slow unit (-report_slow_units, wall clock: a loaded machine
+        # writes them) is kept apart and is no crash
+        for a in "$art"slow-unit-*; do
+            [ -e "$a" ] || continue
+            mkdir -p "$out/generic-slow"
+            mv "$a" "$out/generic-slow/"
+            echo "generic-fuzz: slow input $a" >> "$out/generic.log"
+        done
         if ls "$art"* >/dev/null 2>&1; then
             e=$(grep -o '^#[0-9]*' "$out/generic.log" | tail -1 | tr -d '#')
             crashes=$((crashes + 1))
