@@ -15,9 +15,11 @@ CORE_BLD  = $(BUILD)/core
 export CCACHE_DIR ?= $(CURDIR)/$(BUILD)/ccache
 
 # PREFIX=DIR on the command line changes the build's prefix (configure
-# --prefix); otherwise it stays what it was
+# --prefix); otherwise it stays what it was (not from the environment)
+CLI_PREFIX = $(if $(filter command line,$(origin PREFIX)),$(PREFIX))
 CONFIGURE = ./configure --build-dir=$(CURDIR)/$(BUILD) \
-            $(if $(PREFIX),--prefix=$(abspath $(PREFIX)))
+            $(if $(CLI_PREFIX),"--prefix=$(CLI_PREFIX)")
+BUILT_PREFIX = $$(sed -n 's/^PREFIX=//p' $(BUILD)/config.mak)
 
 QTESTS    = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test bios-tables-test intel-iommu-test qom-test \
             device-introspect-test
@@ -98,24 +100,27 @@ check-system: testbed
 check: check-unit check-qtest check-system check-install check-libvirt \
        check-asan check-tsan
 
-# make install honours DESTDIR; the manifest of what it installed is kept in
-# the build directory, for make uninstall
-MANIFESTS = $(BUILD)/installed
-install: build
-	scripts/install.sh install $(QEMU_BLD) $(MANIFESTS) "$(DESTDIR)"
+# make install installs what make built (it builds nothing: it may run as
+# root over a user's tree) and honours DESTDIR; the manifest of what it
+# installed is kept in the install, for make uninstall
+install:
+	@test -f $(BUILD)/config.mak || { echo "make install: run make first" >&2; exit 1; }
+	scripts/install.sh install $(QEMU_BLD) "$(or $(CLI_PREFIX),$(BUILT_PREFIX))" "$(DESTDIR)"
 
-uninstall: $(BUILD)/config.mak
-	scripts/install.sh uninstall $(QEMU_BLD) $(MANIFESTS) "$(DESTDIR)"
+uninstall:
+	@test -n "$(CLI_PREFIX)" || test -f $(BUILD)/config.mak || \
+	    { echo "make uninstall: say PREFIX=" >&2; exit 1; }
+	scripts/install.sh uninstall $(QEMU_BLD) "$(or $(CLI_PREFIX),$(BUILT_PREFIX))" "$(DESTDIR)"
 
 # A staged install (DESTDIR) that make check runs: the installed fork's
 # features, firmware, default machine and tools, uninstall, and libvirt
 STAGE     = $(CURDIR)/$(BUILD)/install-check
 check-install: build
-	tests/install/install-test.sh $(BUILD) $(STAGE)
+	MAKE="$(MAKE)" tests/install/install-test.sh $(BUILD) $(STAGE)
 
 check-libvirt: check-install testbed
 	/usr/bin/python3 tests/system/libvirt-test.py \
-	    $(STAGE)$$(sed -n 's/^PREFIX=//p' $(BUILD)/config.mak)/bin/qemu-system-x86_64 \
+	    $(STAGE)$(BUILT_PREFIX)/bin/qemu-system-x86_64 \
 	    $(SYS_BLD)/bzImage $(SYS_BLD)/initramfs.gz $(CURDIR)/$(BUILD)/libvirt-check
 
 # gcc's TSan warns about atomic_thread_fence (the model's seqlock): no -Werror

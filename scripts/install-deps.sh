@@ -23,8 +23,10 @@ libslirp-dev libspice-server-dev librdmacm-dev libibverbs-dev libibumad-dev \
 liburing-dev libusb-1.0-0-dev libusbredirparser-dev libssh-dev libzstd-dev \
 libvdeplug-dev nettle-dev libudev-dev libjpeg-dev libpng-dev libpmem-dev"
 # From bookworm-backports: meson >= 1.5, qemu-system-data 10.x and libvirt
-# 11.3 (virtqemud and virsh: make check's libvirt test).
-BPO_PKGS="meson qemu-system-data libvirt-daemon-driver-qemu libvirt-clients"
+# 11.3 (libvirtd, its QEMU driver and virsh: make check's libvirt test;
+# the QEMU driver also pulls in Debian's own qemu-system-x86).
+BPO_PKGS="meson qemu-system-data libvirt-daemon libvirt-daemon-driver-qemu \
+libvirt-clients"
 if [ "${1:-}" = --fuzzing ]; then
     BUILD_PKGS="$BUILD_PKGS clang-14 libclang-rt-14-dev"
 fi
@@ -36,12 +38,21 @@ for p in $BUILD_PKGS $FEATURE_PKGS $BPO_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
         missing="$missing $p"
 done
-meson_ok=no
+# bookworm's own versions are installed packages too, but too old
+version_ok() {
+    v=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null) &&
+        dpkg --compare-versions "$v" ge "$2"
+}
+versions_ok=no
 if command -v meson >/dev/null 2>&1 &&
-   dpkg --compare-versions "$(meson --version)" ge 1.5; then
-    meson_ok=yes
+   dpkg --compare-versions "$(meson --version)" ge 1.5 &&
+   version_ok qemu-system-data 1:10 &&
+   version_ok libvirt-daemon 11.3 &&
+   version_ok libvirt-daemon-driver-qemu 11.3 &&
+   version_ok libvirt-clients 11.3; then
+    versions_ok=yes
 fi
-if [ -z "$missing" ] && [ "$meson_ok" = yes ] && [ -f "$SRC_FILE" ]; then
+if [ -z "$missing" ] && [ "$versions_ok" = yes ] && [ -f "$SRC_FILE" ]; then
     exit 0
 fi
 

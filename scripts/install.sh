@@ -1,18 +1,22 @@
 #!/bin/sh
-# install.sh install|uninstall QEMU_BUILD MANIFEST_DIR [DESTDIR]
+# install.sh install|uninstall QEMU_BUILD PREFIX [DESTDIR]
 #
-# install: meson install of the fork's build (its configured prefix, under
-# DESTDIR if given), then a manifest of what it put there: every file and
-# link meson installed, and every directory that did not exist before.
-# uninstall: removes exactly what that manifest lists, files first, then
-# the directories it created, deepest first, when they are empty.
-#
-# One manifest per DESTDIR+prefix, kept in MANIFEST_DIR, so a staged
-# install (make check's) and a real one do not forget each other.
+# install: meson install of the fork's build, already built (nothing is
+# rebuilt: `make install` may run as root on a tree built by a user), into
+# PREFIX, which must be the build's configured prefix, under DESTDIR if
+# given.  It refuses to overwrite a file that is not its own (a file of
+# Debian's qemu packages with PREFIX=/usr, say).  Then it writes a manifest
+# of what it put there, inside the install:
+#   PREFIX/share/snp-viommu/installed-files   every file and link installed
+#   PREFIX/share/snp-viommu/created-dirs      every directory it created
+# uninstall: removes exactly what that manifest lists (and the manifest),
+# then the directories install created, deepest first, when they are empty.
+# The manifest lives in the install, so make clean or a fresh clone can
+# still uninstall.
 set -eu
 mode=$1
 build=$2
-manifests=$3
+prefix=$3
 destdir=${4:-}
 
 die() {
@@ -20,74 +24,103 @@ die() {
     exit 1
 }
 
-prefix=$(sed -n 's/^PREFIX=//p' "$build/../config.mak" 2>/dev/null || true)
-[ -n "$prefix" ] || die "no PREFIX in $build/../config.mak: run ./configure"
-case "$destdir" in
-""|/*) ;;
-*) destdir=$(pwd)/$destdir ;;
+case "$prefix" in
+/*) ;;
+*) die "PREFIX must be an absolute path, not '$prefix'" ;;
 esac
-destdir=${destdir%/}
+if [ -n "$destdir" ]; then
+    destdir=$(realpath -m "$destdir")
+fi
+prefix=$(realpath -m "$prefix")
+[ "$prefix" != / ] || die "PREFIX=/ is not a prefix"
 root="$destdir$prefix"
-key=$(printf '%s' "$root" | sha256sum | cut -c1-16)
-files="$manifests/$key.files"
-dirs="$manifests/$key.dirs"
+mdir="$root/share/snp-viommu"
+files="$mdir/installed-files"
+dirs="$mdir/created-dirs"
 
 case "$mode" in
 install)
-    mkdir -p "$manifests"
+    configured=$(meson introspect --buildoptions "$build" |
+        python3 -c 'import json, sys
+print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')
+    [ "$configured" = "$prefix" ] ||
+        die "the build's prefix is $configured: make PREFIX=$prefix first"
+    # (ninja -n cannot tell: qemu-version.h is regenerated on every run)
+    [ -x "$build/qemu-system-x86_64" ] && [ -f "$build/docs/docs.stamp" ] ||
+        die "$build is not built: run make first"
+    # What meson will install, as final paths: a file there that is not
+    # in our manifest belongs to someone else.
+    mine=$(mktemp)
+    missing=$(mktemp)
+    trap 'rm -f "$mine" "$missing"' EXIT
+    [ -f "$files" ] && cat "$files" > "$mine"
+    meson introspect --installed "$build" |
+        DESTDIR="$destdir" python3 -c 'import json, os, sys
+dest = os.environ["DESTDIR"]
+mine = set(open(sys.argv[1]).read().split("\n"))
+bad = []
+for src, dst in json.load(sys.stdin).items():
+    pairs = [(src, dst)]
+    if os.path.isdir(src):
+        pairs = [(os.path.join(d, f), os.path.join(dst, os.path.relpath(
+                     os.path.join(d, f), src)))
+                 for d, _, fs in os.walk(src) for f in fs]
+    for _, d in pairs:
+        p = dest + d
+        if (os.path.lexists(p) and not os.path.isdir(p)) and p not in mine:
+            bad.append(p)
+if bad:
+    print("install: error: would overwrite %d files that are not from this "
+          "install, e.g. %s" % (len(bad), ", ".join(sorted(bad)[:3])),
+          file=sys.stderr)
+    sys.exit(1)' "$mine" || exit 1
     # The directories meson will install into (its dry run names them),
     # and their parents: those missing now are the ones install creates.
-    missing=$(mktemp)
-    trap 'rm -f "$missing"' EXIT
     DESTDIR="$destdir" meson install -C "$build" --no-rebuild --dry-run |
         sed -n 's/^Installing new directory \(.*\)$/\1/p
                 s/^Installing .* to \(\/.*\)$/\1/p' | sort -u |
+    { cat; echo "$mdir"; } |
     while read -r d; do
         while [ "$d" != / ] && [ -n "$d" ] && [ ! -d "$d" ]; do
             echo "$d"
             d=$(dirname "$d")
         done
     done | sort -u > "$missing"
-    # meson install honours DESTDIR from the environment
     DESTDIR="$destdir" meson install -C "$build" --no-rebuild --quiet ||
         die "meson install failed"
-    # meson's log names each installed file as the final path, with
-    # DESTDIR in front (one per line, comments start with #)
-    grep -v '^#' "$build/meson-logs/install-log.txt" | sort -u > "$files.new"
-    [ -s "$files.new" ] || die "meson installed nothing?"
-    # merge with an earlier install to the same place
-    if [ -f "$files" ]; then
-        sort -u "$files" "$files.new" -o "$files.new"
-    fi
+    mkdir -p "$mdir"
+    # meson's log names each installed path as the final path, with
+    # DESTDIR in front (one per line, comments start with #); an earlier
+    # install to the same place is merged
+    { grep -v '^#' "$build/meson-logs/install-log.txt"
+      cat "$mine"; echo "$files"; echo "$dirs"; } | grep -v '^$' |
+        sort -u > "$files.new"
     mv "$files.new" "$files"
-    new_dirs=$(while read -r d; do [ -d "$d" ] && echo "$d"; done < "$missing")
-    { [ -f "$dirs" ] && cat "$dirs"; [ -n "$new_dirs" ] && echo "$new_dirs"; } |
-        sort -u > "$dirs.new" || true
+    { [ -f "$dirs" ] && cat "$dirs"
+      while read -r d; do [ -d "$d" ] && echo "$d"; done < "$missing"; } |
+        grep -v '^$' | sort -u > "$dirs.new" || true
     mv "$dirs.new" "$dirs"
     echo "install: $(wc -l < "$files") paths in $root (manifest: $files)"
     ;;
 uninstall)
-    [ -f "$files" ] || die "nothing installed in $root by this build ($files)"
+    [ -f "$files" ] || die "no snp-viommu install in $root (no $files)"
+    created=$(sort -r "$dirs" 2>/dev/null || true)
     n=0
+    # the manifest lists itself: it goes last, with the rest
     while read -r f; do
         # meson also lists directories it installs: one that existed
-        # before stays, one it created is in $dirs
+        # before stays, one it created is in created-dirs
         if [ -L "$f" ] || { [ -e "$f" ] && [ ! -d "$f" ]; }; then
             rm -f "$f"
             n=$((n + 1))
         fi
     done < "$files"
-    # the directories install created, deepest first; one that holds
-    # something else now stays
-    if [ -f "$dirs" ]; then
-        sort -r "$dirs" | while read -r d; do
-            [ -n "$d" ] && rmdir "$d" 2>/dev/null || true
-        done
-    fi
-    rm -f "$files" "$dirs"
+    echo "$created" | while read -r d; do
+        [ -n "$d" ] && rmdir "$d" 2>/dev/null || true
+    done
     echo "uninstall: removed $n files from $root"
     ;;
 *)
-    die "usage: install.sh install|uninstall QEMU_BUILD MANIFEST_DIR [DESTDIR]"
+    die "usage: install.sh install|uninstall QEMU_BUILD PREFIX [DESTDIR]"
     ;;
 esac

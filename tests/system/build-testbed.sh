@@ -69,14 +69,14 @@ for lib in $(ldd "$qemu" | awk '/=> \//{print $3} /^\t\/lib64/{print $1}'); do
     cp -L "$lib" "$root$lib"
 done
 # A build with modules has -accel qtest as one; the binary looks for it in
-# its relocated module directory: PREFIX/lib/... is /lib/... from /bin.
-bundle=$(dirname "$qemu")/qemu-bundle
-mod=$(find "$bundle" -name accel-qtest-x86_64.so 2>/dev/null | head -1)
-if [ -n "$mod" ]; then
-    rel=${mod#"$bundle"}
-    rel=lib/${rel#*/lib/}
-    mkdir -p "$root/$(dirname "$rel")"
-    cp -L "$mod" "$root/$rel"
+# its module directory relative to its own: PREFIX/bin is /bin here, so
+# PREFIX/X is /X.  (qemu-bundle/PREFIX mirrors the installed tree.)
+prefix=$(sed -n 's/^PREFIX=//p' "$(dirname "$qemu")/../config.mak" 2>/dev/null)
+bundle=$(dirname "$qemu")/qemu-bundle$prefix
+mod=$(cd "$bundle" 2>/dev/null && find . -name accel-qtest-x86_64.so | head -1)
+if [ -n "$prefix" ] && [ -n "$mod" ]; then
+    mkdir -p "$root/$(dirname "$mod")"
+    cp -L "$bundle/$mod" "$root/$mod"
 fi
 cp -L /usr/share/seabios/bios-256k.bin "$root/share/"
 chmod +x "$root/init"
