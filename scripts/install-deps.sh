@@ -70,7 +70,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
 
 if [ "$(id -u)" != 0 ]; then
     echo "snp-viommu needs these packages; run as root:" >&2
-    echo "  printf '%s\\n' '$(echo "$sources" | sed "s/'/'\\\\''/g")' > $SRC_FILE" >&2
+    printf "  printf '%%s\\\\n' '%s' > %s\n" \
+        "$(printf '%s' "$sources" | sed "s/'/'\\\\''/g")" "$SRC_FILE" >&2
     echo "  apt-get update" >&2
     echo "  apt-get install -y --no-install-recommends $BUILD_PKGS $FEATURE_PKGS" >&2
     echo "  apt-get install -y --no-install-recommends -t ${VERSION_CODENAME}-backports $BPO_PKGS" >&2

@@ -9,6 +9,8 @@
 # of what it put there, inside the install:
 #   PREFIX/share/snp-viommu/installed-files   every file and link installed
 #   PREFIX/share/snp-viommu/created-dirs      every directory it created
+# The manifest names final paths, without DESTDIR: a staged install
+# (packaging) ships it as it will be on the target.
 # uninstall: removes exactly what that manifest lists (and the manifest),
 # then the directories install created, deepest first, when they are empty.
 # The manifest lives in the install, so make clean or a fresh clone can
@@ -28,10 +30,12 @@ case "$prefix" in
 /*) ;;
 *) die "PREFIX must be an absolute path, not '$prefix'" ;;
 esac
+# normalised without following links (-s): the paths are the install's
 if [ -n "$destdir" ]; then
-    destdir=$(realpath -m "$destdir")
+    destdir=$(realpath -ms "$destdir")
+    [ "$destdir" != / ] || destdir=
 fi
-prefix=$(realpath -m "$prefix")
+prefix=$(realpath -ms "$prefix")
 [ "$prefix" != / ] || die "PREFIX=/ is not a prefix"
 root="$destdir$prefix"
 mdir="$root/share/snp-viommu"
@@ -53,7 +57,7 @@ print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')
     mine=$(mktemp)
     missing=$(mktemp)
     trap 'rm -f "$mine" "$missing"' EXIT
-    [ -f "$files" ] && cat "$files" > "$mine"
+    [ -f "$files" ] && sed "s|^|$destdir|" "$files" > "$mine"
     meson introspect --installed "$build" |
         DESTDIR="$destdir" python3 -c 'import json, os, sys
 dest = os.environ["DESTDIR"]
@@ -86,25 +90,35 @@ if bad:
             d=$(dirname "$d")
         done
     done | sort -u > "$missing"
+    rc=0
     DESTDIR="$destdir" meson install -C "$build" --no-rebuild --quiet ||
-        die "meson install failed"
+        rc=$?
+    # meson writes its log into the build even as root: leave it the
+    # build's owner's, or their next install (make check) cannot write it
+    log="$build/meson-logs/install-log.txt"
+    chown --reference="$build" "$log" 2>/dev/null || true
+    # The manifest, also after a failed install: what it did install is
+    # ours to retry over and to uninstall.  meson's log names each
+    # installed path with DESTDIR in front (comments start with #); an
+    # earlier install to the same place is merged.
+    strip() {
+        awk -v d="$destdir" 'd != "" && index($0, d) == 1 {
+            print substr($0, length(d) + 1); next } { print }'
+    }
     mkdir -p "$mdir"
-    # meson's log names each installed path as the final path, with
-    # DESTDIR in front (one per line, comments start with #); an earlier
-    # install to the same place is merged
-    { grep -v '^#' "$build/meson-logs/install-log.txt"
-      cat "$mine"; echo "$files"; echo "$dirs"; } | grep -v '^$' |
-        sort -u > "$files.new"
+    { grep -v '^#' "$log"; cat "$mine"; echo "$files"; echo "$dirs"; } |
+        grep -v '^$' | strip | sort -u > "$files.new"
     mv "$files.new" "$files"
-    { [ -f "$dirs" ] && cat "$dirs"
+    { [ -f "$dirs" ] && sed "s|^|$destdir|" "$dirs"
       while read -r d; do [ -d "$d" ] && echo "$d"; done < "$missing"; } |
-        grep -v '^$' | sort -u > "$dirs.new" || true
+        strip | grep -v '^$' | sort -u > "$dirs.new" || true
     mv "$dirs.new" "$dirs"
+    [ "$rc" = 0 ] || die "meson install failed; what it installed is in $files"
     echo "install: $(wc -l < "$files") paths in $root (manifest: $files)"
     ;;
 uninstall)
     [ -f "$files" ] || die "no snp-viommu install in $root (no $files)"
-    created=$(sort -r "$dirs" 2>/dev/null || true)
+    created=$(sed "s|^|$destdir|" "$dirs" 2>/dev/null | sort -r || true)
     n=0
     # the manifest lists itself: it goes last, with the rest
     while read -r f; do
@@ -114,7 +128,9 @@ uninstall)
             rm -f "$f"
             n=$((n + 1))
         fi
-    done < "$files"
+    done <<EOF
+$(sed "s|^|$destdir|" "$files")
+EOF
     echo "$created" | while read -r d; do
         [ -n "$d" ] && rmdir "$d" 2>/dev/null || true
     done

@@ -74,10 +74,12 @@ done
 prefix=$(sed -n 's/^PREFIX=//p' "$(dirname "$qemu")/../config.mak" 2>/dev/null)
 bundle=$(dirname "$qemu")/qemu-bundle$prefix
 mod=$(cd "$bundle" 2>/dev/null && find . -name accel-qtest-x86_64.so | head -1)
-if [ -n "$prefix" ] && [ -n "$mod" ]; then
-    mkdir -p "$root/$(dirname "$mod")"
-    cp -L "$bundle/$mod" "$root/$mod"
+if [ -z "$prefix" ] || [ -z "$mod" ]; then
+    echo "build-testbed: no accel-qtest module under $bundle" >&2
+    exit 1
 fi
+mkdir -p "$root/$(dirname "$mod")"
+cp -L "$bundle/$mod" "$root/$mod"
 cp -L /usr/share/seabios/bios-256k.bin "$root/share/"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initramfs.gz"

@@ -25,6 +25,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,19 +85,25 @@ class Libvirtd:
                     'dynamic_ownership = 0\nremember_owner = 0\n'
                     'security_driver = "none"\nnamespaces = [ ]\n'
                     'cgroup_controllers = [ ]\nstdio_handler = "file"\n')
-        # /run too is the work directory's: libvirt's pid files for its
-        # QEMU processes land in run/libvirt/qemu, where cleanup finds them
-        mounts = ["mount --bind %s /run" %
-                  shlex.quote(os.path.join(work, "run"))]
+        mounts = []
         for src, dst in self.DIRS.items():
             if not os.path.isdir(dst):
                 raise Fail("%s does not exist: is libvirt installed?" % dst)
             mounts.append("mount --bind %s %s" %
                           (shlex.quote(os.path.join(work, src)), dst))
-        script = " && ".join(mounts) + \
-            " && exec /usr/sbin/libvirtd -f %s -p %s" % (
-                shlex.quote(os.path.join(work, "etc", "libvirtd.conf")),
-                shlex.quote(os.path.join(work, "libvirtd.pid")))
+        # /run too is the work directory's (last: the work directory may
+        # be under /run): libvirt's pid files for its QEMU processes land
+        # in run/libvirt/qemu, where cleanup finds them
+        mounts.append("mount --bind %s /run" %
+                      shlex.quote(os.path.join(work, "run")))
+        # a copy of libvirtd: Debian's AppArmor profile for
+        # /usr/sbin/libvirtd lets it run emulators from /usr/bin only
+        daemon = os.path.join(work, "libvirtd")
+        shutil.copy2("/usr/sbin/libvirtd", daemon)
+        script = " && ".join(mounts) + " && exec %s -f %s -p %s" % (
+            shlex.quote(daemon),
+            shlex.quote(os.path.join(work, "etc", "libvirtd.conf")),
+            shlex.quote(os.path.join(work, "libvirtd.pid")))
         self.stderr = open(os.path.join(work, "libvirtd.stderr"), "w")
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -157,20 +164,30 @@ class Libvirtd:
         return pids
 
     def stop(self):
-        """Stop the daemon, and any QEMU it left running."""
-        pids = self.qemu_pids()
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        """Stop the daemon, and any QEMU it left running; a second
+        SIGTERM or SIGINT must not cut this short."""
+        old = [signal.signal(s, signal.SIG_IGN)
+               for s in (signal.SIGTERM, signal.SIGINT)]
+        try:
+            if self.proc and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            # pid files outlive the daemon; a pid may have been reused
+            for pid in self.qemu_pids():
+                try:
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        if b"guest=" + DOMAIN.encode() not in f.read():
+                            continue
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        finally:
+            signal.signal(signal.SIGTERM, old[0])
+            signal.signal(signal.SIGINT, old[1])
         if self.stderr:
             self.stderr.close()
 
@@ -361,8 +378,17 @@ def main(argv):
               len(tests))
         return 0
     signal.signal(signal.SIGTERM, on_sigterm)
+    # WORKDIR is removed and made again: only one this test made before
+    marker = os.path.join(work, ".snp-viommu-libvirt-check")
+    if os.path.exists(work) and not os.path.exists(marker) and \
+            not os.path.exists(os.path.join(work, "etc", "libvirtd.conf")):
+        print("Bail out! %s exists and is not a libvirt-test directory" %
+              work)
+        return 1
     subprocess.run(["rm", "-rf", work])
     os.makedirs(work)
+    open(marker, "w").close()
+    interrupted = None
     results = []
     lv = None
     con = None
@@ -421,14 +447,19 @@ def main(argv):
                 pass
         if not isinstance(e, (Fail, OSError, ValueError, KeyError,
                               subprocess.SubprocessError)):
-            raise
+            interrupted = e
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if lv:
             lv.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while len(results) < len(tests):
+        report(False, "not run")
     passed = sum(results)
     failed = len(tests) - passed
     print("libvirt: %d passed, %d failed" % (passed, failed))
+    if interrupted is not None:
+        print("# interrupted: %r" % interrupted)
+        return 130
     return 1 if failed else 0
 
 
