@@ -101,17 +101,17 @@ if bad:
     # ours to retry over and to uninstall.  meson's log names each
     # installed path with DESTDIR in front (comments start with #); an
     # earlier install to the same place is merged.
-    strip() {
+    without_destdir() {
         awk -v d="$destdir" 'd != "" && index($0, d) == 1 {
             print substr($0, length(d) + 1); next } { print }'
     }
     mkdir -p "$mdir"
     { grep -v '^#' "$log"; cat "$mine"; echo "$files"; echo "$dirs"; } |
-        grep -v '^$' | strip | sort -u > "$files.new"
+        grep -v '^$' | without_destdir | sort -u > "$files.new"
     mv "$files.new" "$files"
     { [ -f "$dirs" ] && sed "s|^|$destdir|" "$dirs"
       while read -r d; do [ -d "$d" ] && echo "$d"; done < "$missing"; } |
-        strip | grep -v '^$' | sort -u > "$dirs.new" || true
+        without_destdir | grep -v '^$' | sort -u > "$dirs.new" || true
     mv "$dirs.new" "$dirs"
     [ "$rc" = 0 ] || die "meson install failed; what it installed is in $files"
     echo "install: $(wc -l < "$files") paths in $root (manifest: $files)"
