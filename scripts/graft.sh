@@ -21,7 +21,7 @@ die() {
 
 # 1. New files.
 (cd "$top" &&
- find backends hw include qapi stubs system tests docs configs -type f \
+ find backends hw include qapi stubs system target tests docs configs -type f \
      2>/dev/null) |
 while read -r f; do
     dst="$src/$f"

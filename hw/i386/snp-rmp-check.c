@@ -44,3 +44,13 @@ SnpRmpCheckResult snp_rmp_check_dma(const SnpRmpTable *t, uint64_t spa,
     }
     return SNP_RMP_CHECK_OK;
 }
+
+SnpRmpCheckResult snp_rmp_check_host_write(const SnpRmpTable *t,
+                                           uint64_t spa,
+                                           uint64_t mapping_size)
+{
+    SnpRmpSize size = snp_rmp_check_size(mapping_size);
+
+    return snp_rmp_table_any_assigned(t, spa, size) ? SNP_RMP_CHECK_ASSIGNED
+                                                    : SNP_RMP_CHECK_OK;
+}

@@ -105,6 +105,12 @@ static void table_change_end(SnpRmpTable *t)
     table_unlock(t);
 }
 
+void snp_rmp_table_touch(SnpRmpTable *t)
+{
+    table_change_begin(t);
+    table_change_end(t);
+}
+
 uint64_t snp_rmp_table_version(const SnpRmpTable *t)
 {
     return qatomic_load_acquire(&t->version);
@@ -481,6 +487,27 @@ static bool region_has(const SnpRmpTable *t, uint64_t region,
         }
     }
     return false;
+}
+
+bool snp_rmp_table_any_assigned(const SnpRmpTable *t, uint64_t spa,
+                                SnpRmpSize size)
+{
+    uint64_t region;
+    SnpRmpPage page;
+    bool ret;
+
+    if (!ram_region(t, spa, 1, &region)) {
+        return false;
+    }
+    table_lock(t);
+    if (size == SNP_RMP_SIZE_2M) {
+        ret = region_has(t, region, FLAG_ASSIGNED);
+    } else {
+        lookup_page(t, region, spa, &page);
+        ret = page.attrs.assigned;
+    }
+    table_unlock(t);
+    return ret;
 }
 
 static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,

@@ -25,6 +25,7 @@
 #include "system/reset.h"
 #include "system/kvm.h"
 #include "hw/i386/snp-rmp.h"
+#include "hw/i386/snp-host.h"
 #include "trace.h"
 
 #define SNP_RMP_QUERY_MAX 4096
@@ -116,6 +117,24 @@ static void snp_rmp_changed(SnpRmp *rmp, uint64_t spa, uint64_t size)
     snp_rmp_notify(rmp, GRANULARITY_CHANGED, spa, size);
 }
 
+SnpRmpStatus snp_rmp_update_status(SnpRmp *rmp, uint64_t spa,
+                                   SnpRmpSize size, const SnpRmpAttrs *attrs)
+{
+    SnpRmpStatus st;
+
+    QEMU_LOCK_GUARD(&rmp->lock);
+    st = snp_rmp_table_update(snp_rmp_get_table(rmp), spa, size, attrs);
+    trace_snp_rmp_update(spa, size == SNP_RMP_SIZE_2M ? "2m" : "4k",
+                         attrs->assigned, attrs->asid, attrs->gpa,
+                         attrs->validated, attrs->immutable,
+                         snp_rmp_status_str(st));
+    if (st == SNP_RMP_OK) {
+        snp_rmp_changed(rmp, spa, size == SNP_RMP_SIZE_2M ? SNP_RMP_BYTES_2M
+                                                          : SNP_RMP_BYTES_4K);
+    }
+    return st;
+}
+
 bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
                     const SnpRmpAttrs *attrs, Error **errp)
 {
@@ -124,21 +143,27 @@ bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
     if (!snp_rmp_ready(errp)) {
         return false;
     }
-    QEMU_LOCK_GUARD(&rmp->lock);
-    st = snp_rmp_table_update(snp_rmp_get_table(rmp), spa, size, attrs);
-    trace_snp_rmp_update(spa, size == SNP_RMP_SIZE_2M ? "2m" : "4k",
-                         attrs->assigned, attrs->asid, attrs->gpa,
-                         attrs->validated, attrs->immutable,
-                         snp_rmp_status_str(st));
+    st = snp_rmp_update_status(rmp, spa, size, attrs);
     if (st != SNP_RMP_OK) {
         error_setg(errp, "RMPUPDATE of SPA 0x%" PRIx64 " at %s failed: %s",
                    spa, size == SNP_RMP_SIZE_2M ? "2M" : "4K",
                    snp_rmp_status_str(st));
         return false;
     }
-    snp_rmp_changed(rmp, spa, size == SNP_RMP_SIZE_2M ? SNP_RMP_BYTES_2M
-                                                      : SNP_RMP_BYTES_4K);
     return true;
+}
+
+SnpRmpStatus snp_rmp_psmash_status(SnpRmp *rmp, uint64_t spa)
+{
+    SnpRmpStatus st;
+
+    QEMU_LOCK_GUARD(&rmp->lock);
+    st = snp_rmp_table_psmash(snp_rmp_get_table(rmp), spa);
+    trace_snp_rmp_psmash(spa, snp_rmp_status_str(st));
+    if (st == SNP_RMP_OK) {
+        snp_rmp_changed(rmp, spa, SNP_RMP_BYTES_2M);
+    }
+    return st;
 }
 
 bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp)
@@ -148,16 +173,32 @@ bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp)
     if (!snp_rmp_ready(errp)) {
         return false;
     }
-    QEMU_LOCK_GUARD(&rmp->lock);
-    st = snp_rmp_table_psmash(snp_rmp_get_table(rmp), spa);
-    trace_snp_rmp_psmash(spa, snp_rmp_status_str(st));
+    st = snp_rmp_psmash_status(rmp, spa);
     if (st != SNP_RMP_OK) {
         error_setg(errp, "PSMASH of SPA 0x%" PRIx64 " failed: %s", spa,
                    snp_rmp_status_str(st));
         return false;
     }
-    snp_rmp_changed(rmp, spa, SNP_RMP_BYTES_2M);
     return true;
+}
+
+void snp_rmp_load(SnpRmp *rmp, SnpRmpTable *from)
+{
+    SnpRmpTable *t = snp_rmp_get_table(rmp);
+
+    QEMU_LOCK_GUARD(&rmp->lock);
+    snp_rmp_table_replace(t, from);
+    snp_rmp_changed(rmp, 0, snp_rmp_table_ram_top(t));
+}
+
+void snp_rmp_set_enforced(SnpRmp *rmp, bool enforced)
+{
+    QEMU_LOCK_GUARD(&rmp->lock);
+    qatomic_set(&rmp->enforced, enforced);
+    if (rmp->table) {
+        /* verdicts cached while it was the other way go stale */
+        snp_rmp_table_touch(rmp->table);
+    }
 }
 
 typedef struct SnpRmpConversion {
@@ -628,6 +669,9 @@ static void snp_rmp_complete(UserCreatable *uc, Error **errp)
 {
     SnpRmp *rmp = SNP_RMP(uc);
 
+    if (rmp->host && !snp_host_register(rmp, errp)) {
+        return;
+    }
     qemu_register_reset(snp_rmp_reset, rmp);
     vmstate_register_any(NULL, &vmstate_snp_rmp, rmp);
     if (rmp->shadow) {
@@ -643,6 +687,7 @@ static void snp_rmp_instance_init(Object *obj)
 
     qemu_rec_mutex_init(&rmp->lock);
     notifier_list_init(&rmp->change_notifiers);
+    rmp->enforced = true;
 }
 
 static void snp_rmp_instance_finalize(Object *obj)
@@ -679,6 +724,22 @@ static void snp_rmp_set_shadow(Object *obj, bool value, Error **errp)
         return;
     }
     rmp->shadow = value;
+}
+
+static bool snp_rmp_get_host(Object *obj, Error **errp)
+{
+    return SNP_RMP(obj)->host;
+}
+
+static void snp_rmp_set_host(Object *obj, bool value, Error **errp)
+{
+    SnpRmp *rmp = SNP_RMP(obj);
+
+    if (rmp->complete) {
+        error_setg(errp, "'host' cannot change once the object exists");
+        return;
+    }
+    rmp->host = value;
 }
 
 static void snp_rmp_get_asid(Object *obj, Visitor *v, const char *name,
@@ -720,6 +781,11 @@ static void snp_rmp_class_init(ObjectClass *oc, const void *data)
                                    snp_rmp_set_shadow);
     object_class_property_set_description(oc, "shadow",
         "mirror the RMP that KVM keeps for this SEV-SNP guest");
+    object_class_property_add_bool(oc, "host", snp_rmp_get_host,
+                                   snp_rmp_set_host);
+    object_class_property_set_description(oc, "host",
+        "the machine is an SEV-SNP host: the RMP table is in its RAM, the "
+        "CPUs and the firmware set up SNP as on hardware (TCG)");
     object_class_property_add(oc, "asid", "uint32", snp_rmp_get_asid,
                               snp_rmp_set_asid, NULL, NULL);
     object_class_property_set_description(oc, "asid",

@@ -143,8 +143,10 @@ static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
     if (snp->bindings->len) {
         asid = amdvi_snp_bound_asid(snp, bus, devfn);
     }
-    result = snp_rmp_check_dma(snp->table, spa, iova, check, asid,
-                               &rmp_size);
+    /* an SNP host checks DMA only once its kernel has enabled SNP */
+    result = likely(qatomic_read(&snp->rmp->enforced)) ?
+             snp_rmp_check_dma(snp->table, spa, iova, check, asid,
+                               &rmp_size) : SNP_RMP_CHECK_OK;
     if (likely(result == SNP_RMP_CHECK_OK ||
                result == SNP_RMP_CHECK_NOT_RAM)) {
         amdvi_snp_narrow(ret, iova);

@@ -52,4 +52,16 @@ SnpRmpCheckResult snp_rmp_check_dma(const SnpRmpTable *t, uint64_t spa,
                                     uint32_t bound_asid,
                                     SnpRmpSize *rmp_size);
 
+/*
+ * Check a write by the host (a CPU outside any SNP guest) to @spa through
+ * a mapping of @mapping_size bytes.  Host writes to assigned pages fault
+ * (an RMP #PF); a mapping of 2M or more is checked as 2M and faults if
+ * any 4K page of the 2M region is assigned: Linux's adjust_direct_map()
+ * splits its direct map for this reason ("even accesses from 1GB mappings
+ * will be treated as 2MB accesses").  Host reads are not checked.  Addresses that are not RAM are not checked.
+ */
+SnpRmpCheckResult snp_rmp_check_host_write(const SnpRmpTable *t,
+                                           uint64_t spa,
+                                           uint64_t mapping_size);
+
 #endif

@@ -143,6 +143,13 @@ bool snp_rmp_table_lookup(const SnpRmpTable *t, uint64_t spa,
 bool snp_rmp_table_is_2m(const SnpRmpTable *t, uint64_t spa);
 
 /*
+ * Is any 4K page assigned in the page of @size that holds @spa: the page
+ * itself (4K), or any page of its 2M region (2M)?  False outside RAM.
+ */
+bool snp_rmp_table_any_assigned(const SnpRmpTable *t, uint64_t spa,
+                                SnpRmpSize size);
+
+/*
  * Is the page at @spa shared with the hypervisor: not assigned to a guest
  * (APM vol. 2, 15.36.3), or not RAM at all?
  */
@@ -177,6 +184,12 @@ const char *snp_rmp_status_str(SnpRmpStatus status);
 
 /* The version (see "Version" above): any thread, no lock, acquire order */
 uint64_t snp_rmp_table_version(const SnpRmpTable *t);
+/*
+ * A new version without a change of the entries: what readers derived
+ * from the table with other inputs (whether the RMP is enforced at all)
+ * must be derived again.
+ */
+void snp_rmp_table_touch(SnpRmpTable *t);
 /* Where it is, for a hot path that reads it inline (qatomic_load_acquire) */
 const uint64_t *snp_rmp_table_version_ptr(const SnpRmpTable *t);
 

@@ -36,6 +36,13 @@ struct SnpRmp {
     SnpRmpTable *table;         /* created when first used: RAM is known */
     bool complete;              /* created: shadow and asid are fixed */
     bool shadow;                /* mirrors KVM's RMP of this guest */
+    bool host;                  /* the RMP of an emulated SNP host */
+    /*
+     * Does the RMP check DMA now?  Always, but on an SNP host (host=on)
+     * only once the host kernel has enabled SNP.  Readers cache verdicts
+     * by the table's version, which changes after it does.
+     */
+    bool enforced;
     uint32_t asid;              /* shadow: ASID of private pages */
     NotifierList change_notifiers;
     Notifier conversion;        /* shadow: KVM's memory conversions */
@@ -54,6 +61,18 @@ SnpRmpTable *snp_rmp_get_table(SnpRmp *rmp);
 bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
                     const SnpRmpAttrs *attrs, Error **errp);
 bool snp_rmp_psmash(SnpRmp *rmp, uint64_t spa, Error **errp);
+
+/* The same, for an instruction: the model's status, no error message */
+SnpRmpStatus snp_rmp_update_status(SnpRmp *rmp, uint64_t spa,
+                                   SnpRmpSize size,
+                                   const SnpRmpAttrs *attrs);
+SnpRmpStatus snp_rmp_psmash_status(SnpRmp *rmp, uint64_t spa);
+
+/* The RMP becomes the entries of @from (a table like the RMP's own) */
+void snp_rmp_load(SnpRmp *rmp, SnpRmpTable *from);
+
+/* See 'enforced' above */
+void snp_rmp_set_enforced(SnpRmp *rmp, bool enforced);
 
 SnpRmpPageSize snp_rmp_size_to_qapi(SnpRmpSize size);
 
