@@ -57,7 +57,7 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
         check-system bench checkpatch clean build-asan check-asan \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
         check-asan-qmpfuzz build-fuzz fuzz check-build-other install \
-        uninstall check-install check-libvirt
+        uninstall check-install check-libvirt check-snp-host
 
 all: build demo
 
@@ -97,8 +97,13 @@ check-qtest: build
 check-system: testbed
 	$(TESTBED)
 
-check: check-unit check-qtest check-system check-install check-libvirt \
-       check-asan check-tsan
+check: check-unit check-qtest check-system check-snp-host check-install \
+       check-libvirt check-asan check-tsan
+
+# Debian's own 6.12 kernel boots as an SEV-SNP host on the fork (TCG)
+check-snp-host: testbed
+	/usr/bin/python3 tests/system/snp-host-test.py \
+	    $(CURDIR)/$(QEMU_BLD)/qemu-system-x86_64 $(CURDIR)/$(BUILD)/snp-host-check
 
 # make install installs what make built (it builds nothing: it may run as
 # root over a user's tree) and honours DESTDIR; the manifest of what it
