@@ -365,6 +365,11 @@ uint32_t snp_host_psmash(CPUX86State *env, uint64_t spa)
 /* The RMP's layout is known once the board has laid out RAM */
 static void snp_host_machine_done(Notifier *n, void *data)
 {
+    if (!tcg_enabled()) {
+        error_report("snp-rmp,host=on needs TCG (-accel tcg): the emulated "
+                     "CPU is the SNP host's");
+        exit(EXIT_FAILURE);
+    }
     snp_host.changed.notify = snp_host_rmp_changed;
     granularity_source_add_notifier(GRANULARITY_SOURCE(snp_host.rmp),
                                     &snp_host.changed);
@@ -381,11 +386,6 @@ bool snp_host_register(SnpRmp *rmp, Error **errp)
     if (snp_host.rmp) {
         error_setg(errp, "snp-rmp: there is an SNP host RMP already "
                    "(host=on): a machine has one");
-        return false;
-    }
-    if (!tcg_enabled()) {
-        error_setg(errp, "snp-rmp: host=on needs TCG (-accel tcg): the "
-                   "emulated CPU is the SNP host's");
         return false;
     }
     snp_host.rmp = rmp;
