@@ -74,7 +74,10 @@ static void test_encode(void)
     g_assert_false(snp_rmp_hw_is_2m(1 | 4));
 }
 
-/* struct rmp_state: u64 gpa; u8 assigned, pagesize, immutable, rsvd; u32 asid */
+/*
+ * struct rmp_state: u64 gpa; u8 assigned, pagesize, immutable, rsvd;
+ * u32 asid
+ */
 static void state(uint8_t *buf, uint64_t gpa, uint8_t assigned,
                   uint8_t pagesize, uint8_t immutable, uint32_t asid)
 {

@@ -58,7 +58,8 @@ SnpRmpCheckResult snp_rmp_check_dma(const SnpRmpTable *t, uint64_t spa,
  * (an RMP #PF); a mapping of 2M or more is checked as 2M and faults if
  * any 4K page of the 2M region is assigned: Linux's adjust_direct_map()
  * splits its direct map for this reason ("even accesses from 1GB mappings
- * will be treated as 2MB accesses").  Host reads are not checked.  Addresses that are not RAM are not checked.
+ * will be treated as 2MB accesses").  Host reads are not checked, nor
+ * are addresses that are not RAM.
  */
 SnpRmpCheckResult snp_rmp_check_host_write(const SnpRmpTable *t,
                                            uint64_t spa,
