@@ -39,6 +39,8 @@
 #include "system/tcg.h"
 #include "system/system.h"
 #include "system/reset.h"
+#include "system/runstate.h"
+#include "hw/qdev-core.h"
 #include "hw/i386/snp-host.h"
 #include "hw/i386/snp-rmp.h"
 #include "hw/i386/snp-rmp-hw.h"
@@ -75,7 +77,7 @@ static SnpHost snp_host;
 
 bool snp_host_enabled(void)
 {
-    return snp_host.rmp;
+    return snp_host.rmp != NULL;
 }
 
 uint64_t snp_host_reserve_ram(uint64_t below_4g, uint64_t ram_top)
@@ -101,7 +103,8 @@ uint64_t snp_host_reserve_ram(uint64_t below_4g, uint64_t ram_top)
 
 void snp_host_cpu_reset(CPUX86State *env)
 {
-    if (!snp_host.rmp) {
+    /* a CPU is reset at realize too, before the board has laid out RAM */
+    if (!snp_host.rmp || !snp_host.rmp_size) {
         return;
     }
     env->msr_syscfg = SNP_SYSCFG_MEM_ENCRYPT;
@@ -222,8 +225,16 @@ static void snp_host_enable(void)
                       "fresh\n", bad, snp_host.rmp_base);
     }
     for (uint64_t p = 0; p < snp_host.rmp_size; p += SNP_RMP_BYTES_4K) {
-        snp_rmp_table_update(from, snp_host.rmp_base + p, SNP_RMP_SIZE_4K,
-                             &firmware);
+        uint64_t spa = snp_host.rmp_base + p;
+
+        if (!(spa & (SNP_RMP_BYTES_2M - 1))) {
+            snp_rmp_table_psmash(from, spa);    /* a 2M entry: 4K now */
+        }
+        if (snp_rmp_table_update(from, spa, SNP_RMP_SIZE_4K, &firmware) !=
+            SNP_RMP_OK) {
+            error_report("snp-rmp: the RMP table's page 0x%" PRIx64
+                         " cannot become a firmware page", spa);
+        }
     }
     snp_host.snp_enabled = true;
     snp_rmp_load(snp_host.rmp, from);
@@ -283,6 +294,8 @@ bool snp_host_wrmsr(CPUX86State *env, uint32_t index, uint64_t val,
                 snp_host_enable();
             }
             bql_unlock();
+            /* what it filled while its checks were off must go */
+            tlb_flush(env_cpu(env));
         }
         trace_snp_host_syscfg(env_cpu(env)->cpu_index, env->msr_syscfg, val);
         env->msr_syscfg = val;
@@ -333,7 +346,7 @@ bool snp_host_check_access(CPUX86State *env, hwaddr paddr,
 uint32_t snp_host_rmpupdate(CPUX86State *env, uint64_t spa,
                             const uint8_t *state)
 {
-    SnpRmpUpdateState st;
+    SnpRmpUpdateState st = { 0 };
     SnpRmpInsnStatus ret;
     SnpRmpStatus s = SNP_RMP_ERR_NOT_RAM;
 
@@ -362,6 +375,29 @@ uint32_t snp_host_psmash(CPUX86State *env, uint64_t spa)
     return ret;
 }
 
+/*
+ * After an incoming migration or loadvm, the CPUs' SYSCFG says whether
+ * SNP is enabled (the RMP and RAM came with them): take it up again.
+ */
+static void snp_host_vm_state_change(void *opaque, bool running,
+                                     RunState state)
+{
+    CPUState *cs;
+    bool on = false;
+
+    if (!running || snp_host.snp_enabled) {
+        return;
+    }
+    CPU_FOREACH(cs) {
+        on |= X86_CPU(cs)->env.msr_syscfg & SNP_SYSCFG_SNP_EN;
+    }
+    if (on) {
+        snp_host.snp_enabled = true;
+        snp_rmp_set_enforced(snp_host.rmp, true);
+        snp_host_flush_tlbs();
+    }
+}
+
 /* The RMP's layout is known once the board has laid out RAM */
 static void snp_host_machine_done(Notifier *n, void *data)
 {
@@ -388,10 +424,18 @@ bool snp_host_register(SnpRmp *rmp, Error **errp)
                    "(host=on): a machine has one");
         return false;
     }
+    if (phase_check(PHASE_MACHINE_INITIALIZED)) {
+        error_setg(errp, "snp-rmp: host=on is the machine's firmware: give "
+                   "it on the command line");
+        return false;
+    }
+    /* CPUs and the board use it until QEMU exits */
+    object_ref(OBJECT(rmp));
     snp_host.rmp = rmp;
     snp_host.machine_done.notify = snp_host_machine_done;
     qemu_add_machine_init_done_notifier(&snp_host.machine_done);
     qemu_register_reset(snp_host_reset, NULL);
+    qemu_add_vm_change_state_handler(snp_host_vm_state_change, NULL);
     snp_rmp_set_enforced(rmp, false);
     return true;
 }

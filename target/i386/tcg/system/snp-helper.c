@@ -16,11 +16,17 @@
 #include "hw/i386/snp-host.h"
 #include "hw/i386/snp-rmp-hw.h"
 
-/* Only an SNP host whose CPU has SNPEn set knows these instructions */
+/*
+ * Only an SNP host whose CPU has SNPEn set knows these instructions (#UD),
+ * and only at CPL 0 (#GP)
+ */
 static void snp_insn_check(CPUX86State *env, uintptr_t ra)
 {
     if (!snp_host_enabled() || !(env->msr_syscfg & SNP_SYSCFG_SNP_EN)) {
         raise_exception_ra(env, EXCP06_ILLOP, ra);
+    }
+    if (env->hflags & HF_CPL_MASK) {
+        raise_exception_err_ra(env, EXCP0D_GPF, 0, ra);
     }
 }
 
