@@ -629,6 +629,11 @@ def main():
     a = ap.parse_args()
     a.qemu = os.path.abspath(a.qemu)
     workdir = os.path.abspath(a.workdir)
+    if a.psp and not re.search(rb'^name "amd-psp"', subprocess.run(
+            [a.qemu, "-device", "help"], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL).stdout, re.M):
+        print("snp-host-test: --psp: %s has no amd-psp device" % a.qemu)
+        return 1
     os.makedirs(workdir, exist_ok=True)
     cache = cache_dir()
     kernels = []
