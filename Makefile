@@ -58,7 +58,7 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
         check-asan-qmpfuzz build-fuzz fuzz check-build-other install \
         uninstall check-install check-libvirt check-snp-host \
-        check-snp-host-psp
+        check-snp-host-psp check-svm
 
 all: build demo
 
@@ -98,8 +98,20 @@ check-qtest: build
 check-system: testbed
 	$(TESTBED)
 
-check: check-unit check-qtest check-system check-snp-host check-install \
+check: check-unit check-qtest check-system check-snp-host check-svm \
+       check-install \
        check-libvirt check-asan check-tsan
+
+# The SVM features TCG implements for KVM's SEV support (NRIPS,
+# DecodeAssists, FlushByASID, LBRV), on a bare-metal test kernel
+SVM_TEST_BLD = $(BUILD)/tcg-svm
+$(SVM_TEST_BLD)/svm-test.bin: tests/tcg-svm/boot.S tests/tcg-svm/svm-test.c \
+                              tests/tcg-svm/svm-test.ld tests/tcg-svm/Makefile
+	$(MAKE) -f tests/tcg-svm/Makefile O=$(CURDIR)/$(SVM_TEST_BLD) CC=gcc
+
+check-svm: build $(SVM_TEST_BLD)/svm-test.bin
+	tests/tcg-svm/run.sh $(QEMU_BLD)/qemu-system-x86_64 \
+	    $(SVM_TEST_BLD)/svm-test.bin
 
 # Linux boots as an SEV-SNP host on the fork (TCG): Debian's own 6.12
 # (with an RMP #PF provoked by tests/system/snp-rmp-pf, built against

@@ -28,7 +28,10 @@ if [ -n "${missing:-}" ]; then
     fi
 fi
 
-if [ ! -f "$out/bzImage" ]; then
+# The kernel is rebuilt (incrementally, in the same tree) when its options
+# change: bzImage.stamp records the config it was built from
+stamp="$LINUX_DEB_VERSION $(sha256sum < "$top/tests/system/guest-kernel.config")"
+if [ ! -f "$out/bzImage" ] || [ "$(cat "$out/bzImage.stamp" 2>/dev/null)" != "$stamp" ]; then
     orig="$cache/linux_$LINUX_VERSION.orig.tar.xz"
     if [ ! -f "$orig" ]; then
         (cd "$cache" && apt-get source --download-only "linux=$LINUX_DEB_VERSION") >&2
@@ -43,12 +46,15 @@ if [ ! -f "$out/bzImage" ]; then
     "$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" \
         "$top/tests/system/guest-kernel.config" >/dev/null
     make -C "$src" -s olddefconfig
-    for o in IOMMUFD VFIO_DEVICE_CDEV AMD_IOMMU VFIO_PCI HUGETLB_PAGE; do
+    for o in IOMMUFD VFIO_DEVICE_CDEV AMD_IOMMU VFIO_PCI HUGETLB_PAGE \
+             SMP X86_MSR KVM KVM_AMD KVM_AMD_SEV AMD_MEM_ENCRYPT \
+             CRYPTO_DEV_CCP CRYPTO_DEV_CCP_DD CRYPTO_DEV_SP_PSP; do
         grep -q "^CONFIG_$o=y" "$src/.config" ||
             { echo "build-testbed: CONFIG_$o did not stick" >&2; exit 1; }
     done
     make -C "$src" -s -j"$(nproc)" bzImage
     cp "$src/arch/x86/boot/bzImage" "$out/bzImage"
+    echo "$stamp" > "$out/bzImage.stamp"
 fi
 
 if [ ! -d "$out/headers" ]; then

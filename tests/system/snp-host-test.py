@@ -650,8 +650,8 @@ def main():
             kernels.append(Kernel(name, vmlinuz, build_initramfs(
                 out, resolve_modules(moddir, MODULES)), False))
         elif name == "testbed":
-            bz = a.testbed or os.path.join(os.path.dirname(
-                os.path.abspath(a.qemu)), "..", "system", "bzImage")
+            bz = os.path.abspath(a.testbed or os.path.join(os.path.dirname(
+                a.qemu), "..", "system", "bzImage"))
             if not os.path.exists(bz):
                 check(False, "testbed: no %s (make testbed)" % bz)
                 continue
