@@ -146,6 +146,11 @@ def apt_download(dest, packages, opts=()):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent)
     cmd = ["apt-get", "-q"] + list(opts) + ["download"] + packages
+    lists = [o.split("=", 1)[1] for o in opts
+             if o.startswith("Dir::State::Lists=")]
+    if lists and not glob.glob(os.path.join(lists[0], "*_Packages*")):
+        subprocess.run(["apt-get", "-q"] + list(opts) + ["update"],
+                       check=True, stdout=subprocess.DEVNULL)
     if subprocess.run(cmd, cwd=tmp, stdout=subprocess.DEVNULL).returncode:
         if not opts:
             raise RuntimeError("apt-get download %s failed" % packages)
