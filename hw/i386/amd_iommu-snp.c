@@ -574,3 +574,64 @@ const VMStateDescription vmstate_amdvi_snp_bindings = {
         VMSTATE_END_OF_LIST()
     },
 };
+
+typedef struct AMDVISnpBuffers {
+    SnpRmp *rmp;
+    SnpRmpRange *ranges;
+    unsigned n, max;
+} AMDVISnpBuffers;
+
+static void amdvi_snp_add_buffer(AMDVISnpBuffers *b, uint64_t start,
+                                 uint64_t size)
+{
+    if (size && b->n < b->max) {
+        b->ranges[b->n++] = (SnpRmpRange) { start, size };
+    }
+}
+
+static int amdvi_snp_collect_buffers(Object *obj, void *opaque)
+{
+    AMDVISnpBuffers *b = opaque;
+    AMDVIState *s;
+    uint64_t control, excl_base, excl_limit;
+
+    if (!object_dynamic_cast(obj, TYPE_AMD_IOMMU_DEVICE)) {
+        return 0;
+    }
+    s = AMD_IOMMU_DEVICE(obj);
+    if (!s->snp.enabled || s->snp.rmp != b->rmp) {
+        return 0;
+    }
+    control = ldq_le_p(s->mmior + AMDVI_MMIO_CONTROL);
+    if (control & AMDVI_MMIO_CONTROL_EVENTLOGEN) {
+        amdvi_snp_add_buffer(b, s->evtlog,
+                             (uint64_t)s->evtlog_len * AMDVI_EVENT_LEN);
+    }
+    if (control & AMDVI_SNP_CONTROL_PPRLOGEN) {
+        amdvi_snp_add_buffer(b, s->ppr_log,
+                             (uint64_t)s->pprlog_len * AMDVI_EVENT_LEN);
+    }
+    /*
+     * With SNP, Linux's iommu_set_cwwb_range() puts the completion-wait
+     * page in the exclusion base and limit registers, which then name it.
+     */
+    excl_base = ldq_le_p(s->mmior + AMDVI_MMIO_EXCL_BASE) &
+                AMDVI_MMIO_EXCL_LIMIT_MASK;
+    excl_limit = ldq_le_p(s->mmior + AMDVI_MMIO_EXCL_LIMIT) &
+                 AMDVI_MMIO_EXCL_LIMIT_MASK;
+    if (excl_base && excl_limit >= excl_base) {
+        amdvi_snp_add_buffer(b, excl_base,
+                             excl_limit - excl_base + SNP_RMP_BYTES_4K);
+    }
+    return 0;
+}
+
+unsigned amdvi_snp_firmware_buffers(SnpRmp *rmp, SnpRmpRange *ranges,
+                                    unsigned max)
+{
+    AMDVISnpBuffers b = { .rmp = rmp, .ranges = ranges, .max = max };
+
+    object_child_foreach_recursive(object_get_root(),
+                                   amdvi_snp_collect_buffers, &b);
+    return b.n;
+}

@@ -131,6 +131,26 @@ static void snp_host_flush_tlbs(void)
     }
 }
 
+static void snp_host_tlbs_flushed(CPUState *cs, run_on_cpu_data data)
+{
+}
+
+void snp_host_sync_tlbs(void)
+{
+    CPUState *cs;
+
+    if (!tcg_enabled() || current_cpu) {
+        return;
+    }
+    CPU_FOREACH(cs) {
+        tlb_flush(cs);
+    }
+    /* a CPU's work runs in order: when this is done, so is its flush */
+    CPU_FOREACH(cs) {
+        run_on_cpu(cs, snp_host_tlbs_flushed, RUN_ON_CPU_NULL);
+    }
+}
+
 /* Runs under the table's lock: fills the buffer only */
 static void snp_host_encode_page(uint64_t spa, const SnpRmpPage *page,
                                  void *opaque)

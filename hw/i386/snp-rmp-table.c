@@ -511,7 +511,7 @@ bool snp_rmp_table_any_assigned(const SnpRmpTable *t, uint64_t spa,
 }
 
 static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
-                              const SnpRmpAttrs *attrs)
+                              const SnpRmpAttrs *attrs, bool firmware)
 {
     uint64_t region;
     SnpRmpClassKey k;
@@ -523,7 +523,7 @@ static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
     if (!ram_region(t, spa, SNP_RMP_BYTES_2M, &region)) {
         return SNP_RMP_ERR_NOT_RAM;
     }
-    if (region_has(t, region, FLAG_IMMUTABLE)) {
+    if (!firmware && region_has(t, region, FLAG_IMMUTABLE)) {
         return SNP_RMP_ERR_IMMUTABLE;
     }
     /* RMPUPDATE: a 2M assign may not overlap assigned 4K pages */
@@ -539,7 +539,7 @@ static SnpRmpStatus update_2m(SnpRmpTable *t, uint64_t spa,
 }
 
 static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
-                              const SnpRmpAttrs *attrs)
+                              const SnpRmpAttrs *attrs, bool firmware)
 {
     unsigned idx = (spa >> SNP_RMP_SHIFT_4K) % SNP_RMP_PAGES_PER_2M;
     uint64_t region;
@@ -558,7 +558,7 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
     }
     r = region_record(t, region);
     old = r ? r->cls[idx] : CLASS_FRESH;
-    if (t->classes[old].key.flags & FLAG_IMMUTABLE) {
+    if (!firmware && (t->classes[old].key.flags & FLAG_IMMUTABLE)) {
         return SNP_RMP_ERR_IMMUTABLE;
     }
     k = class_key(attrs, spa);
@@ -579,16 +579,30 @@ static SnpRmpStatus update_4k(SnpRmpTable *t, uint64_t spa,
     return SNP_RMP_OK;
 }
 
-SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
-                                  SnpRmpSize size, const SnpRmpAttrs *attrs)
+static SnpRmpStatus table_update(SnpRmpTable *t, uint64_t spa,
+                                 SnpRmpSize size, const SnpRmpAttrs *attrs,
+                                 bool firmware)
 {
     SnpRmpStatus st;
 
     table_change_begin(t);
-    st = size == SNP_RMP_SIZE_2M ? update_2m(t, spa, attrs)
-                                 : update_4k(t, spa, attrs);
+    st = size == SNP_RMP_SIZE_2M ? update_2m(t, spa, attrs, firmware)
+                                 : update_4k(t, spa, attrs, firmware);
     table_change_end(t);
     return st;
+}
+
+SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
+                                  SnpRmpSize size, const SnpRmpAttrs *attrs)
+{
+    return table_update(t, spa, size, attrs, false);
+}
+
+SnpRmpStatus snp_rmp_table_firmware_update(SnpRmpTable *t, uint64_t spa,
+                                           SnpRmpSize size,
+                                           const SnpRmpAttrs *attrs)
+{
+    return table_update(t, spa, size, attrs, true);
 }
 
 static SnpRmpStatus psmash_region(SnpRmpTable *t, uint64_t spa)
@@ -649,16 +663,16 @@ static SnpRmpStatus shadow_convert_region(SnpRmpTable *t, uint64_t r,
              p += SNP_RMP_BYTES_4K) {
             a.gpa = p;
             if (range_is_ram(t, p, SNP_RMP_BYTES_4K)) {
-                st = update_4k(t, p, to_private ? &a : &shared);
+                st = update_4k(t, p, to_private ? &a : &shared, false);
             }
         }
         return st;
     }
     if (hint_2m && lo == r && hi == r + SNP_RMP_BYTES_2M - 1) {
         /* the hypervisor reclaims the 2M, then assigns it whole */
-        st = update_2m(t, r, &shared);
+        st = update_2m(t, r, &shared, false);
         if (st == SNP_RMP_OK && to_private) {
-            st = update_2m(t, r, &a);
+            st = update_2m(t, r, &a, false);
         }
         return st;
     }
@@ -668,7 +682,7 @@ static SnpRmpStatus shadow_convert_region(SnpRmpTable *t, uint64_t r,
     for (uint64_t p = lo; st == SNP_RMP_OK && p <= hi;
          p += SNP_RMP_BYTES_4K) {
         a.gpa = p;
-        st = update_4k(t, p, to_private ? &a : &shared);
+        st = update_4k(t, p, to_private ? &a : &shared, false);
     }
     return st;
 }

@@ -135,6 +135,25 @@ SnpRmpStatus snp_rmp_update_status(SnpRmp *rmp, uint64_t spa,
     return st;
 }
 
+SnpRmpStatus snp_rmp_firmware_update(SnpRmp *rmp, uint64_t spa,
+                                     SnpRmpSize size,
+                                     const SnpRmpAttrs *attrs)
+{
+    SnpRmpStatus st;
+
+    QEMU_LOCK_GUARD(&rmp->lock);
+    st = snp_rmp_table_firmware_update(snp_rmp_get_table(rmp), spa, size,
+                                       attrs);
+    trace_snp_rmp_firmware_update(spa, size == SNP_RMP_SIZE_2M ? "2m" : "4k",
+                                  attrs->assigned, attrs->immutable,
+                                  snp_rmp_status_str(st));
+    if (st == SNP_RMP_OK) {
+        snp_rmp_changed(rmp, spa, size == SNP_RMP_SIZE_2M ? SNP_RMP_BYTES_2M
+                                                          : SNP_RMP_BYTES_4K);
+    }
+    return st;
+}
+
 bool snp_rmp_update(SnpRmp *rmp, uint64_t spa, SnpRmpSize size,
                     const SnpRmpAttrs *attrs, Error **errp)
 {

@@ -19,6 +19,9 @@
 /* EFR bit 63: SNP supported */
 #define AMDVI_FEATURE_SNP               (1ULL << 63)
 
+/* MMIO Control Register (0x18) bit 13: PPRLogEn (AMD IOMMU spec 3.4.3) */
+#define AMDVI_SNP_CONTROL_PPRLOGEN      (1ULL << 13)
+
 #define AMDVI_EVENT_RMP_PAGE_FAULT      (0xDU << 12)
 /* Event flags: same bit positions as IO_PAGE_FAULT's */
 #define AMDVI_EVENT_FLAG_RW             0x020
@@ -162,5 +165,13 @@ static inline bool amdvi_snp_check_dma(AMDVISnp *snp, PCIBus *bus,
     return amdvi_snp_check_failed(snp, bus, devfn, iova, flag, ret, check,
                                   rmp_size, result, report, evt);
 }
+
+/*
+ * The buffers that the SEV firmware makes the IOMMUs' own at SNP_INIT:
+ * the enabled event and PPR logs and the completion-wait page of every
+ * SNP-mode amd-iommu on @rmp.  Returns how many it put in @ranges.
+ */
+unsigned amdvi_snp_firmware_buffers(SnpRmp *rmp, SnpRmpRange *ranges,
+                                    unsigned max);
 
 #endif

@@ -72,6 +72,13 @@ bool snp_host_check_access(CPUX86State *env, hwaddr paddr,
                            uint64_t page_size, MMUAccessType access,
                            int *prot);
 
+/*
+ * Outside the vCPUs, with the BQL and no other lock held: return once no
+ * CPU holds a translation that an RMP change since forbids.  The PSP
+ * completes a command only then.
+ */
+void snp_host_sync_tlbs(void);
+
 /* Does the RMP check apply to this CPU's accesses now? */
 static inline bool snp_host_cpu_checks(CPUX86State *env)
 {

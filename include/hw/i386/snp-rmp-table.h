@@ -129,6 +129,14 @@ uint64_t snp_rmp_table_ram_size(const SnpRmpTable *t);
 SnpRmpStatus snp_rmp_table_update(SnpRmpTable *t, uint64_t spa,
                                   SnpRmpSize size, const SnpRmpAttrs *attrs);
 
+/*
+ * The same, by the SEV firmware, which may change immutable entries (its
+ * own, and HV_FIXED ones): the other rules hold.
+ */
+SnpRmpStatus snp_rmp_table_firmware_update(SnpRmpTable *t, uint64_t spa,
+                                           SnpRmpSize size,
+                                           const SnpRmpAttrs *attrs);
+
 /* PSMASH: the 2M entry at @spa becomes 512 4K entries, same attributes. */
 SnpRmpStatus snp_rmp_table_psmash(SnpRmpTable *t, uint64_t spa);
 

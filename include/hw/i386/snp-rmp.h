@@ -68,6 +68,11 @@ SnpRmpStatus snp_rmp_update_status(SnpRmp *rmp, uint64_t spa,
                                    const SnpRmpAttrs *attrs);
 SnpRmpStatus snp_rmp_psmash_status(SnpRmp *rmp, uint64_t spa);
 
+/* A change by the SEV firmware (the PSP): immutable entries may change */
+SnpRmpStatus snp_rmp_firmware_update(SnpRmp *rmp, uint64_t spa,
+                                     SnpRmpSize size,
+                                     const SnpRmpAttrs *attrs);
+
 /* The RMP becomes the entries of @from (a table like the RMP's own) */
 void snp_rmp_load(SnpRmp *rmp, SnpRmpTable *from);
 
