@@ -31,7 +31,8 @@ ASAN_BLD  = $(BUILD)/qemu-asan
 CORE_ASAN = $(BUILD)/core-asan
 # The hardware-agnostic core under ThreadSanitizer: its stress tests
 CORE_TSAN = $(BUILD)/core-tsan
-ASAN_QTESTS = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test
+ASAN_QTESTS = amd-iommu-snp-test vfio-rmp-sync-test snp-rmp-qmp-test \
+              amd-psp-test
 # QEMU's own teardown leaks are not ours: leak checks run on the unit tests
 SAN_ENV   = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -198,6 +199,8 @@ bench: testbed
 	$(CORE_BLD)/bench-snp-rmp
 	$(CORE_BLD)/bench-rmp-sync
 	scripts/bench-translate.sh $(CURDIR)/$(QEMU_BLD)
+	/usr/bin/python3 tests/bench/snp-host-bench.py \
+	    $(CURDIR)/$(QEMU_BLD)/qemu-system-x86_64 $(CURDIR)/$(BUILD)/snp-host-bench
 	$(TESTBED) --bench
 
 checkpatch: $(BUILD)/config.mak

@@ -37,6 +37,7 @@ run() {
 run amd-iommu-snp-test
 run vfio-rmp-sync-test
 run snp-rmp-qmp-test
+run amd-psp-test
 # QEMU's own, under TCG or the qtest accelerator (see BUILD-FACTS.md)
 run bios-tables-test -p /x86_64/acpi/q35/ivrs
 run intel-iommu-test
