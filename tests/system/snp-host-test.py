@@ -34,8 +34,7 @@ With --psp (-device amd-psp,rmp=rmp0; the PSP's SEV firmware): ccp's
 "SEV API:" and "SEV-SNP API:" lines, kvm_amd's "SEV-SNP enabled (ASIDs
 ...)", and on 7.x SNPEn/MFDM/VMPLEn in SYSCFG.
 Every kernel boots and loads its modules without a WARNING (with
-DESIGN.md's "-cpu EPYC-Genoa,-hypervisor" alone kvm_amd WARNs: see CPU
-below).  With host=off, that the same kernels find no SNP: the default
+DESIGN.md's "-cpu EPYC-Genoa,-hypervisor" kvm_amd WARNs: see CPU below).  With host=off, that the same kernels find no SNP: the default
 stays today's machine.  Boot times (QEMU start to the initramfs' init, and to
 the end of the checks) are printed, not asserted.
 
@@ -75,14 +74,14 @@ GCC_612 = "gcc-12"
 BOOT_TIMEOUT = 300
 # DESIGN.md section 7: a family 19h (Zen 4) CPU, no hypervisor bit
 # (6.12/7.2 arch/x86/kernel/cpu/amd.c:bsp_determine_snp); --cpu changes it.
-# Plus the SVM features every SEV-capable AMD CPU has and QEMU's EPYC-Genoa
-# model leaves out (CPUID Fn8000_000A EDX: LbrVirt bit 1, FlushByAsid bit
-# 6, DecodeAssists bit 7; TCG emulates them, TCG_SVM_FEATURES): with SEV
-# in CPUID but without them, kvm_amd's sev_hardware_setup WARNs
+# With the SVM features every SEV-capable AMD CPU has (CPUID Fn8000_000A
+# EDX: LbrVirt bit 1, FlushByAsid bit 6, DecodeAssists bit 7): with SEV in
+# CPUID but without them, kvm_amd's sev_hardware_setup WARNs
 # ("WARN_ON_ONCE(!boot_cpu_has(X86_FEATURE_DECODEASSISTS))", then
 # FLUSHBYASID, then "LBRV must be present for SEV-ES support"; 6.12 and
-# 7.2) and gives up on SEV: Linux's own verdict on a CPU that does not exist
-CPU = "EPYC-Genoa,-hypervisor,+decodeassists,+flushbyasid,+lbrv"
+# 7.2) and gives up on SEV.  EPYC-Genoa-v2 lists LBRV and FlushByASID, no
+# QEMU model lists DecodeAssists (docs/system/i386/amd-iommu-snp-host.rst)
+CPU = "EPYC-Genoa-v2,-hypervisor,+decodeassists"
 
 # SYSCFG (MSR 0xC0010010) bits, arch/x86/include/asm/msr-index.h (6.12, 7.2)
 SYSCFG_MFDM = 1 << 19
