@@ -99,7 +99,8 @@ check-qtest: build
 check-system: testbed
 	$(TESTBED)
 
-check: check-unit check-qtest check-system check-snp-host check-svm \
+check: check-unit check-qtest check-system check-snp-host check-snp-host-psp \
+       check-svm \
        check-install \
        check-libvirt check-asan check-tsan
 
