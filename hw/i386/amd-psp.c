@@ -38,6 +38,8 @@
 #include "hw/qdev-properties.h"
 #include "migration/vmstate.h"
 #include "system/address-spaces.h"
+#include "system/runstate.h"
+#include "qemu/bitmap.h"
 #include "hw/i386/sev-firmware.h"
 #include "hw/i386/snp-host.h"
 #include "hw/i386/snp-rmp.h"
@@ -90,7 +92,13 @@ struct AmdPspState {
     bool busy;                  /* a command waits for the firmware */
     uint64_t commands;          /* run since reset */
     uint64_t unsupported;       /* of which INVALID_COMMAND */
+    /* the unsupported IDs sent to QMP since reset: once each */
+    DECLARE_BITMAP(reported, 256);
+    VMChangeStateEntry *vmstate_change;
 };
+
+/* The machine's PSP: one, the master (ccp's psp_master) */
+static AmdPspState *amd_psp;
 
 /* SevFirmwareOps: what the firmware checks of the CPUs */
 static bool amd_psp_cpus_ready(void *opaque, bool init_rmp,
@@ -195,8 +203,11 @@ static void amd_psp_run(void *opaque)
 
         s->unsupported++;
         trace_amd_psp_unsupported(cmd, name ?: "?");
-        qapi_event_send_amd_psp_unsupported_command(DEVICE(s)->id ?: "",
-                                                    cmd, name);
+        /* a guest may send them in a loop: QMP hears of each ID once */
+        if (!test_and_set_bit(cmd, s->reported)) {
+            qapi_event_send_amd_psp_unsupported_command(DEVICE(s)->id ?: "",
+                                                        cmd, name);
+        }
     }
     s->busy = false;
     s->cmdresp = PSP_CMDRESP_RESP | (cmd << 16) | status;
@@ -301,10 +312,25 @@ static const MemoryRegionOps amd_psp_mmio_ops = {
     },
 };
 
+/* A command that a migration brought along runs once the VM does */
+static void amd_psp_vm_state_change(void *opaque, bool running,
+                                    RunState state)
+{
+    AmdPspState *s = opaque;
+
+    if (running && s->busy) {
+        qemu_bh_schedule(s->bh);
+    }
+}
+
 static void amd_psp_realize(PCIDevice *pdev, Error **errp)
 {
     AmdPspState *s = AMD_PSP(pdev);
 
+    if (amd_psp) {
+        error_setg(errp, "amd-psp: the machine has a PSP already");
+        return;
+    }
     if (s->rmp && !s->rmp->host) {
         error_setg(errp, "amd-psp: the RMP '%s' is not an SNP host's: give "
                    "it host=on", object_get_canonical_path_component(
@@ -333,13 +359,18 @@ static void amd_psp_realize(PCIDevice *pdev, Error **errp)
     s->fw.ops = &amd_psp_fw_ops;
     s->fw.opaque = s;
     sev_firmware_reset(&s->fw);
+    s->vmstate_change = qemu_add_vm_change_state_handler(
+        amd_psp_vm_state_change, s);
+    amd_psp = s;
 }
 
 static void amd_psp_exit(PCIDevice *pdev)
 {
     AmdPspState *s = AMD_PSP(pdev);
 
+    qemu_del_vm_change_state_handler(s->vmstate_change);
     qemu_bh_delete(s->bh);
+    amd_psp = NULL;
     msi_uninit(pdev);
     msix_uninit_exclusive_bar(pdev);
 }
@@ -358,6 +389,7 @@ static void amd_psp_reset(DeviceState *dev)
     s->busy = false;
     s->commands = 0;
     s->unsupported = 0;
+    bitmap_zero(s->reported, 256);
     sev_firmware_reset(&s->fw);
 }
 
@@ -365,11 +397,11 @@ static int amd_psp_post_load(void *opaque, int version_id)
 {
     AmdPspState *s = opaque;
 
-    if (s->fw.n_iommu > SEV_FW_MAX_IOMMU_RANGES) {
+    /* a command still busy runs when the VM does: vm_state_change */
+    if (s->fw.n_iommu > SEV_FW_MAX_IOMMU_RANGES ||
+        s->fw.sev_state > SEV_STATE_WORKING ||
+        s->fw.snp_state > SEV_STATE_INIT) {
         return -EINVAL;
-    }
-    if (s->busy) {
-        qemu_bh_schedule(s->bh);    /* the command had not run yet */
     }
     return 0;
 }
@@ -433,6 +465,8 @@ static void amd_psp_class_init(ObjectClass *oc, const void *data)
     dc->vmsd = &vmstate_amd_psp;
     device_class_set_legacy_reset(dc, amd_psp_reset);
     device_class_set_props(dc, amd_psp_properties);
+    /* part of the platform, as the RMP it serves */
+    dc->hotpluggable = false;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }
 

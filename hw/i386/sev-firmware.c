@@ -41,6 +41,8 @@
 #define LEN_SNP_STATUS_OUT      32
 
 #define INIT_FLAGS_SEV_ES       (1u << 0)
+#define SEV_TMR                 (1u << 20)
+#define SEV_TMR_SNP             (2u << 20)
 #define INIT_EX_NV_LEN          (32 * 1024)
 
 #define SNP_INIT_EX_INIT_RMP    (1u << 0)
@@ -130,11 +132,24 @@ static SnpRmpTable *fw_table(SevFirmware *fw)
     return snp_rmp_get_table(fw->rmp);
 }
 
+/* A page SNP_INIT gave the IOMMU (the firmware's Firmware_IOMMU state) */
+static bool is_iommu_page(SevFirmware *fw, uint64_t spa)
+{
+    for (uint32_t i = 0; i < fw->n_iommu; i++) {
+        if (spa >= fw->iommu[i].start &&
+            spa - fw->iommu[i].start < fw->iommu[i].size) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* A page in the Firmware state: assigned to no guest, immutable */
-static bool is_firmware_page(const SnpRmpPage *p)
+static bool is_firmware_page(SevFirmware *fw, uint64_t spa,
+                             const SnpRmpPage *p)
 {
     return p->attrs.assigned && p->attrs.immutable && !p->attrs.asid &&
-           !p->attrs.validated;
+           !p->attrs.validated && !is_iommu_page(fw, spa);
 }
 
 /*
@@ -145,13 +160,16 @@ static bool firmware_writable(SevFirmware *fw, uint64_t addr, uint64_t len)
 {
     SnpRmpPage page;
 
-    if (!fw->rmp || !fw->rmp_initialized || !len) {
+    if (!fw->rmp || fw->snp_state != SEV_STATE_INIT || !len) {
         return true;
+    }
+    if (addr + len < addr) {
+        return false;
     }
     for (uint64_t p = QEMU_ALIGN_DOWN(addr, PAGE_4K); p < addr + len;
          p += PAGE_4K) {
         if (!snp_rmp_table_lookup(fw_table(fw), p, &page) ||
-            !is_firmware_page(&page)) {
+            !is_firmware_page(fw, p, &page)) {
             return false;
         }
     }
@@ -170,7 +188,7 @@ static void release_buffer_page(SevFirmware *fw, uint64_t addr)
 
     if (!fw->rmp || !fw->rmp_initialized ||
         !snp_rmp_table_lookup(fw_table(fw), p, &page) ||
-        !is_firmware_page(&page) || page.size != SNP_RMP_SIZE_4K) {
+        !is_firmware_page(fw, p, &page) || page.size != SNP_RMP_SIZE_4K) {
         return;
     }
     page.attrs.immutable = false;
@@ -215,13 +233,20 @@ static uint16_t cmd_init(SevFirmware *fw, uint64_t buf, bool ex)
     if (fw->sev_state != SEV_STATE_UNINIT) {
         return SEV_RET_INVALID_PLATFORM_STATE;
     }
-    /* SNPEn everywhere but no SNP_INIT yet: the RMP is not trustworthy */
-    if (fw->snp_state == SEV_STATE_UNINIT && fw->ops->cpus_snp_enabled &&
-        fw->ops->cpus_snp_enabled(fw->opaque)) {
-        return SEV_RET_INVALID_PLATFORM_STATE;
-    }
     if (!fw_read(fw, buf, in, ex ? LEN_INIT_EX : LEN_INIT)) {
         return SEV_RET_INVALID_ADDRESS;
+    }
+    flags = ldl_le_p(in + off);
+    tmr = ldq_le_p(in + off + 4 + (ex ? 0 : 4));
+    tmr_len = ldl_le_p(in + off + 12 + (ex ? 0 : 4));
+    /* reserved: the other flags, the word after them (INIT) */
+    if ((flags & ~INIT_FLAGS_SEV_ES) || (!ex && ldl_le_p(in + 4))) {
+        return SEV_RET_INVALID_CONFIG;
+    }
+    /* SNPEn everywhere but no RMP: SEV cannot trust the memory map */
+    if (!fw->rmp_initialized && fw->ops->cpus_snp_enabled &&
+        fw->ops->cpus_snp_enabled(fw->opaque)) {
+        return SEV_RET_INVALID_PLATFORM_STATE;
     }
     if (ex) {
         uint64_t nv = ldq_le_p(in + 24);
@@ -229,19 +254,28 @@ static uint16_t cmd_init(SevFirmware *fw, uint64_t buf, bool ex)
         if (ldl_le_p(in) != LEN_INIT_EX) {
             return SEV_RET_INVALID_LEN;
         }
-        if ((nv & (PAGE_4K - 1)) || ldl_le_p(in + 32) != INIT_EX_NV_LEN) {
-            return SEV_RET_INVALID_PARAM;
+        if (nv & (PAGE_4K - 1)) {
+            return SEV_RET_INVALID_ADDRESS;
+        }
+        if (ldl_le_p(in + 32) != INIT_EX_NV_LEN) {
+            return SEV_RET_INVALID_LEN;
         }
         if (!firmware_writable(fw, nv, INIT_EX_NV_LEN)) {
             return SEV_RET_INVALID_PAGE_STATE;
         }
     }
-    flags = ldl_le_p(in + off);
-    tmr = ldq_le_p(in + off + 4 + (ex ? 0 : 4));
-    tmr_len = ldl_le_p(in + off + 12 + (ex ? 0 : 4));
     if (flags & INIT_FLAGS_SEV_ES) {
-        /* the SEV-ES Trusted Memory Region: page-aligned, the firmware's */
-        if (!tmr_len || (tmr & (PAGE_4K - 1)) || (tmr_len & (PAGE_4K - 1))) {
+        /*
+         * The SEV-ES Trusted Memory Region: 1M, or 2M once the RMP is
+         * initialised, aligned to its size (ASPFW sev_es.c); Linux's
+         * SEV_TMR_SIZE and SNP_TMR_SIZE are the same.
+         */
+        uint32_t want = fw->rmp_initialized ? SEV_TMR_SNP : SEV_TMR;
+
+        if (tmr_len != want) {
+            return SEV_RET_INVALID_LEN;
+        }
+        if (tmr & (want - 1)) {
             return SEV_RET_INVALID_ADDRESS;
         }
         if (!firmware_writable(fw, tmr, tmr_len)) {
@@ -263,8 +297,15 @@ static void mark_range(SnpRmpTable *t, uint64_t base, uint64_t len,
                        const SnpRmpAttrs *attrs, uint64_t skip_base,
                        uint64_t skip_end)
 {
-    for (uint64_t p = QEMU_ALIGN_DOWN(base, PAGE_4K);
-         p < base + len && p >= QEMU_ALIGN_DOWN(base, PAGE_4K);
+    uint64_t top = snp_rmp_table_ram_top(t);
+    uint64_t end;
+
+    /* what is not RAM has no entry: at most RAM's pages, no wrap */
+    if (base >= top) {
+        return;
+    }
+    end = base + MIN(len, top - base);
+    for (uint64_t p = QEMU_ALIGN_DOWN(base, PAGE_4K); p < end;
          p += PAGE_4K) {
         if (p >= skip_base && p < skip_end) {
             continue;
@@ -447,15 +488,27 @@ static uint16_t cmd_snp_shutdown(SevFirmware *fw, uint64_t buf, bool ex)
         }
     }
     if (bits & SNP_SHUTDOWN_EX_IOMMU) {
-        /* the IOMMU leaves SNP mode: its pages are the kernel's to take */
+        /*
+         * The IOMMU leaves SNP mode: its pages are the kernel's to take,
+         * and the RMP must be initialised again (ASPFW
+         * snp_mcmd_shutdown_common).
+         */
+        uint64_t top = snp_rmp_table_ram_top(fw_table(fw));
+
         for (uint32_t i = 0; i < fw->n_iommu; i++) {
-            for (uint64_t p = fw->iommu[i].start;
-                 p < fw->iommu[i].start + fw->iommu[i].size; p += PAGE_4K) {
+            uint64_t start = fw->iommu[i].start, end;
+
+            if (start >= top) {
+                continue;
+            }
+            end = start + MIN(fw->iommu[i].size, top - start);
+            for (uint64_t p = start; p < end; p += PAGE_4K) {
                 snp_rmp_firmware_update(fw->rmp, p, SNP_RMP_SIZE_4K,
                                         &reclaim);
             }
         }
         fw->n_iommu = 0;
+        fw->rmp_initialized = false;
     }
     fw->snp_state = SEV_STATE_UNINIT;
     fw->guest_count = 0;
@@ -469,9 +522,6 @@ static uint16_t cmd_snp_page_reclaim(SevFirmware *fw, uint64_t buf)
     SnpRmpSize size;
     SnpRmpPage page;
 
-    if (fw->snp_state != SEV_STATE_INIT) {
-        return SEV_RET_INVALID_PLATFORM_STATE;
-    }
     if (!fw_read(fw, buf, in, sizeof(in))) {
         return SEV_RET_INVALID_ADDRESS;
     }
@@ -479,25 +529,30 @@ static uint16_t cmd_snp_page_reclaim(SevFirmware *fw, uint64_t buf)
     if (paddr & 0xffe) {
         return SEV_RET_INVALID_PARAM;
     }
+    if (fw->snp_state != SEV_STATE_INIT) {
+        return SEV_RET_INVALID_PLATFORM_STATE;
+    }
     size = paddr & 1 ? SNP_RMP_SIZE_2M : SNP_RMP_SIZE_4K;
     spa = paddr & ~(PAGE_4K - 1);
-    if (size == SNP_RMP_SIZE_2M && (spa & (SNP_RMP_BYTES_2M - 1))) {
-        return SEV_RET_INVALID_PARAM;
-    }
     if (!snp_rmp_table_lookup(fw_table(fw), spa, &page)) {
         return SEV_RET_INVALID_ADDRESS;
     }
     if (page.size != size) {
         return SEV_RET_INVALID_PAGE_SIZE;
     }
+    if (size == SNP_RMP_SIZE_2M && (spa & (SNP_RMP_BYTES_2M - 1))) {
+        return SEV_RET_INVALID_ADDRESS;
+    }
     if (!page.attrs.immutable) {
         return SEV_RET_SUCCESS;
     }
-    if (!is_firmware_page(&page)) {
+    if (!is_firmware_page(fw, spa, &page)) {
         return SEV_RET_INVALID_PAGE_STATE;
     }
+    /* Firmware becomes Reclaim: only immutable changes */
     page.attrs.immutable = false;
-    page.attrs.gpa = 0;
+    page.attrs.gpa = QEMU_ALIGN_DOWN(page.attrs.gpa, size == SNP_RMP_SIZE_2M ?
+                                     SNP_RMP_BYTES_2M : PAGE_4K);
     snp_rmp_firmware_update(fw->rmp, spa, size, &page.attrs);
     return SEV_RET_SUCCESS;
 }

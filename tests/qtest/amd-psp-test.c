@@ -63,6 +63,7 @@
 #define RET_INVALID_PLATFORM_STATE  0x01
 #define RET_INVALID_CONFIG          0x03
 #define RET_INVALID_LEN             0x04
+#define RET_INVALID_ADDRESS         0x09
 #define RET_INVALID_COMMAND         0x11
 
 /* Guest memory the test uses */
@@ -250,10 +251,30 @@ static void test_sev_platform(void)
     check_platform_status(&s, 0, false);
     g_assert_cmphex(psp_cmd(&s, CMD_SHUTDOWN, 0, true), ==, RET_SUCCESS);
 
-    /* INIT with SEV-ES and a 1M TMR (__sev_platform_init_locked) */
-    stl_le_p(init, 1);
+    /*
+     * INIT with SEV-ES and a TMR: 1M, 1M-aligned, without SNP (Linux
+     * SEV_TMR_SIZE; ASPFW sev_es.c: INVALID_LENGTH, INVALID_ADDRESS);
+     * flags other than SEV_INIT_FLAGS_SEV_ES are reserved (ASPFW
+     * init_cmd_buf_valid: INVALID_CONFIG).
+     */
+    stl_le_p(init, 1 | 2);
     stq_le_p(init + 8, 0x200000);
     stl_le_p(init + 16, 0x100000);
+    qtest_memwrite(s.qts, CMDBUF_ADDR, init, sizeof(init));
+    g_assert_cmphex(psp_cmd(&s, CMD_INIT, CMDBUF_ADDR, true), ==,
+                    RET_INVALID_CONFIG);
+    stl_le_p(init, 1);
+    stl_le_p(init + 16, 0x200000);
+    qtest_memwrite(s.qts, CMDBUF_ADDR, init, sizeof(init));
+    g_assert_cmphex(psp_cmd(&s, CMD_INIT, CMDBUF_ADDR, true), ==,
+                    RET_INVALID_LEN);
+    stq_le_p(init + 8, 0x280000);
+    stl_le_p(init + 16, 0x100000);
+    qtest_memwrite(s.qts, CMDBUF_ADDR, init, sizeof(init));
+    g_assert_cmphex(psp_cmd(&s, CMD_INIT, CMDBUF_ADDR, true), ==,
+                    RET_INVALID_ADDRESS);
+    check_platform_status(&s, 0, false);
+    stq_le_p(init + 8, 0x200000);
     qtest_memwrite(s.qts, CMDBUF_ADDR, init, sizeof(init));
     g_assert_cmphex(psp_cmd(&s, CMD_INIT, CMDBUF_ADDR, true), ==,
                     RET_SUCCESS);
@@ -271,6 +292,11 @@ static void test_sev_platform(void)
     g_assert_cmphex(psp_cmd(&s, CMD_INIT_EX, CMDBUF_ADDR, true), ==,
                     RET_INVALID_LEN);
     stl_le_p(init_ex, 36);
+    stq_le_p(init_ex + 24, 0x300800);
+    qtest_memwrite(s.qts, CMDBUF_ADDR, init_ex, sizeof(init_ex));
+    g_assert_cmphex(psp_cmd(&s, CMD_INIT_EX, CMDBUF_ADDR, true), ==,
+                    RET_INVALID_ADDRESS);
+    stq_le_p(init_ex + 24, 0x300000);
     qtest_memwrite(s.qts, CMDBUF_ADDR, init_ex, sizeof(init_ex));
     g_assert_cmphex(psp_cmd(&s, CMD_INIT_EX, CMDBUF_ADDR, true), ==,
                     RET_SUCCESS);
@@ -330,6 +356,9 @@ static void test_unsupported(void)
     g_assert_cmpstr(qdict_get_str(qdict_get_qdict(ev, "data"), "name"),
                     ==, "GET_ID");
     qobject_unref(ev);
+    /* QMP hears of each ID once (a guest may loop on it) */
+    g_assert_cmphex(psp_cmd(&s, CMD_GET_ID, CMDBUF_ADDR, true), ==,
+                    RET_INVALID_COMMAND);
     /* an ID Linux does not know either */
     g_assert_cmphex(psp_cmd(&s, 0xfe, 0, true), ==, RET_INVALID_COMMAND);
     ev = qtest_qmp_eventwait_ref(s.qts, "AMD_PSP_UNSUPPORTED_COMMAND");
@@ -340,20 +369,31 @@ static void test_unsupported(void)
     psp_stop(&s);
 }
 
-/* The RMP must be an SNP host's: a clear error, no device */
-static void test_rmp_not_host(void)
+/* Refused with a clear error: exit status 1, the reason on stderr */
+static void expect_refused(const char *args, const char *why)
 {
-    QTestState *qts = qtest_init("-M q35 -object snp-rmp,id=rmp0 "
-                                 "-device pcie-root-port,id=rp0");
-    QDict *resp;
+    g_autofree char *cmd = g_strdup_printf("timeout 30 %s -M q35 "
+                                           "-accel qtest "
+                                           "-display none -nodefaults %s "
+                                           "-S",
+                                           getenv("QTEST_QEMU_BINARY"),
+                                           args);
+    g_autofree char *err = NULL;
+    g_autoptr(GError) gerr = NULL;
+    int status;
 
-    resp = qtest_qmp(qts, "{ 'execute': 'device_add', 'arguments': {"
-                     " 'driver': 'amd-psp', 'rmp': 'rmp0', 'bus': 'rp0' } }");
-    g_assert_true(qdict_haskey(resp, "error"));
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "host=on"));
-    qobject_unref(resp);
-    qtest_quit(qts);
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, &err, &status,
+                                            &gerr));
+    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert_nonnull(strstr(err, why));
+}
+
+/* The RMP must be an SNP host's; a machine has one PSP */
+static void test_refused(void)
+{
+    expect_refused("-object snp-rmp,id=rmp0 -device amd-psp,rmp=rmp0",
+                   "host=on");
+    expect_refused("-device amd-psp -device amd-psp", "PSP already");
 }
 
 int main(int argc, char **argv)
@@ -364,6 +404,6 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-psp/sev-platform", test_sev_platform);
     qtest_add_func("/amd-psp/snp-without-host", test_snp_without_host);
     qtest_add_func("/amd-psp/unsupported", test_unsupported);
-    qtest_add_func("/amd-psp/rmp-not-host", test_rmp_not_host);
+    qtest_add_func("/amd-psp/refused", test_refused);
     return g_test_run();
 }

@@ -559,6 +559,38 @@ static void test_inject(void)
  * VMRUN loads DebugCtl and the LBR MSRs from the VMCB save area
  * (0x270-0x290), #VMEXIT stores them back and restores the host's.
  */
+/*
+ * An exit while the CPU delivers an injected #BP (type 3, vector 3) or
+ * INTn (type 4) with NRIPS: RIP is still the instruction's (save.rip
+ * unchanged); NextRIP is only the return address of a delivery that
+ * completes.  KVM depends on it: svm_complete_soft_interrupt() restores
+ * NextRIP only while RIP is the old one (Linux 7.2 arch/x86/kvm/svm/svm.c).
+ */
+static void test_inject_npf(void)
+{
+    vmcb_init(g_soft);
+    V64(C_NESTED_CTL) = 1;
+    V64(C_NESTED_CR3) = (uintptr_t)npt_pml4;
+    V64(S_RSP) = NPT_HOLE_GPA + 0x1000;
+    V32(C_EVENT_INJ) = EVTINJ_VALID | EVTINJ_TYPE_EXEPT | 3;
+    V64(C_NEXT_RIP) = (uintptr_t)g_soft_ret;
+    run();
+    check("inject #BP + NPF: exit code", V64(C_EXIT_CODE), EXIT_NPF);
+    check("inject #BP + NPF: save.rip unchanged", V64(S_RIP),
+          (uintptr_t)g_soft);
+
+    vmcb_init(g_soft);
+    V64(C_NESTED_CTL) = 1;
+    V64(C_NESTED_CR3) = (uintptr_t)npt_pml4;
+    V64(S_RSP) = NPT_HOLE_GPA + 0x1000;
+    V32(C_EVENT_INJ) = EVTINJ_VALID | EVTINJ_TYPE_SOFT | 0x30;
+    V64(C_NEXT_RIP) = (uintptr_t)g_soft_ret;
+    run();
+    check("inject INTn + NPF: exit code", V64(C_EXIT_CODE), EXIT_NPF);
+    check("inject INTn + NPF: save.rip unchanged", V64(S_RIP),
+          (uintptr_t)g_soft);
+}
+
 static void test_lbrv(void)
 {
     wrmsr(MSR_DEBUGCTL, 1);
@@ -645,6 +677,7 @@ void test_main(void)
     test_invlpg();
     test_pf_npf();
     test_inject();
+    test_inject_npf();
     test_lbrv();
     test_tlb_control();
 
