@@ -21,6 +21,10 @@ makes it DMA through the kernel's own DMA API:
      amd_iommu=nohugepages the driver maps 4K IO pages only and the same
      DMA works.
 
+A third boot adds the PSP (-device amd-psp,rmp=rmp0) and loads ccp, kvm
+and kvm_amd first (SNP_INIT); the firmware page of 2. then comes from
+ccp's exported snp_alloc_firmware_page, with the same expectations.
+
 Every expected value is derived from Linux 6.12.117 (Debian's
 linux-source-6.12) or from AMD's statements on the IOMMU's RMP check
 (DESIGN.md section 2, the reference threads), cited where it is used.
@@ -55,8 +59,13 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
 echo "snp-host-dma-test: init"
-for m in /lib/modules/last/*.ko; do
+for m in /lib/modules/*.ko; do
+    [ -e "$m" ] || continue
     insmod "$m"
+    echo "snp-host-dma-test: insmod ${m##*/}: $?"
+done
+for m in /lib/modules/last/*.ko; do
+    insmod "$m" $(cat "${m%.ko}.args" 2>/dev/null)
     echo "snp-host-dma-test: insmod ${m##*/}: $?"
 done
 echo "snp-host-dma-test: done"
@@ -91,7 +100,7 @@ class DmaMachine(sht.Machine):
     """sht.Machine with edu, extra kernel arguments, the amdvi_snp_rmp_fault
     trace point, one vCPU, and the QMP events kept."""
 
-    def __init__(self, qemu, kernel, initrd, workdir, append=""):
+    def __init__(self, qemu, kernel, initrd, workdir, append="", psp=False):
         self.qmp_path = os.path.join(workdir, "qmp.sock")
         self.events = []
         args = ["nice", qemu, "-M", "q35", "-accel", "tcg", "-m", "1G",
@@ -104,6 +113,8 @@ class DmaMachine(sht.Machine):
                 "-trace", "amdvi_snp_rmp_fault",
                 "-kernel", kernel, "-initrd", initrd, "-no-reboot",
                 "-append", ("console=ttyS0 panic=-1 " + append).strip()]
+        if psp:
+            args += ["-device", "amd-psp,rmp=rmp0"]
         self.start = time.time()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stdin=subprocess.PIPE,
@@ -178,7 +189,8 @@ def rmp_page_fault_lines(con, bdf):
     out = {}
     for m in find(con, r"(snp_dma_host %s: AMD-Vi: Event logged "
                        r"\[RMP_PAGE_FAULT vmg_tag=0x([0-9a-f]{4}), "
-                       r"gpa=0x([0-9a-f]+), flags_rmp=0x([0-9a-f]{4}), flags=0x([0-9a-f]{4})\])"
+                       r"gpa=0x([0-9a-f]+), flags_rmp=0x([0-9a-f]{4}), "
+                       r"flags=0x([0-9a-f]{4})\])"
                   % re.escape(bdf)):
         out[int(m.group(3), 16)] = (m.group(1), int(m.group(2), 16),
                                     int(m.group(4), 16), int(m.group(5), 16))
@@ -223,10 +235,9 @@ def check_qmp_fault(tag, faults, devid, iova, spa, io_page_size, check_size,
     check(got == want, "%s: SNP_RMP_FAULT is %s" % (tag, want))
 
 
-def run(qemu, vmlinuz, initrd, workdir, nohuge):
-    tag = "nohugepages" if nohuge else "default"
+def run(qemu, vmlinuz, initrd, workdir, tag, nohuge=False, psp=False):
     m = DmaMachine(qemu, vmlinuz, initrd, workdir,
-                   "amd_iommu=nohugepages" if nohuge else "")
+                   "amd_iommu=nohugepages" if nohuge else "", psp)
     try:
         m.wait_for(r"snp-host-dma-test: init")
         done = m.wait_for(r"snp-host-dma-test: done")
@@ -254,6 +265,17 @@ def run(qemu, vmlinuz, initrd, workdir, nohuge):
         check(bitmap == want, "%s: the domain's pgsize_bitmap is 0x%x "
               "(%s)" % (tag, want, "AMD_IOMMU_PGSIZES_4K" if nohuge else
                         "AMD_IOMMU_PGSIZES: 2M among them"))
+        for i in find(con, r"snp-host-dma-test: insmod \d+-(\w+)\.ko: (\d+)"):
+            check(i.group(2) == "0", "%s: insmod %s" % (tag, i.group(1)))
+        # no WARN/BUG/Oops anywhere (kernel/panic.c:__warn, lib/bug.c)
+        sht.check_no_warning(type("K", (), {"name": tag}), con, "boot")
+        if psp:
+            # ccp's SNP_INIT and kvm_amd's SNP ASIDs (snp-host-test)
+            sht.check_psp(type("K", (), {"name": tag}), con)
+            check(find(con, r"snp_dma_host: firmware: page from "
+                            r"snp_alloc_firmware_page"),
+                  "%s: the firmware page is ccp's snp_alloc_firmware_page"
+                  % tag)
         if nohuge:
             # init.c parse_amd_iommu_options, pr_fmt "AMD-Vi: "
             check(find(con, r"AMD-Vi: Restricting V1 page-sizes to 4KiB"),
@@ -298,7 +320,8 @@ def run(qemu, vmlinuz, initrd, workdir, nohuge):
             check_qmp_fault(tag + " firmware", faults, devid, iova,
                             pfn << 12, 4096, "4k", "4k", "assigned")
             e = m.execute("query-snp-rmp", spa=pfn << 12)[0]
-            # rmp_make_private(pfn, gpa 0, PG_LEVEL_4K, asid 0, immutable)
+            # rmp_make_private(pfn, gpa 0, PG_LEVEL_4K, asid 0, immutable),
+            # also what snp_alloc_firmware_page does (rmp_mark_pages_firmware)
             want = {"assigned": True, "immutable": True, "asid": 0,
                     "gpa": 0, "page-size": "4k", "validated": False}
             check({k: e.get(k) for k in want} == want,
@@ -385,12 +408,20 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     cache = sht.cache_dir()
     t0 = time.time()
-    vmlinuz, _ = sht.fetch_612(cache)
+    vmlinuz, moddir = sht.fetch_612(cache)
     ko = build_module(cache, workdir)
     sht.INIT = INIT
     initrd = sht.build_initramfs(workdir, [], [ko])
-    for nohuge in (False, True):
-        run(qemu, vmlinuz, initrd, workdir, nohuge)
+    run(qemu, vmlinuz, initrd, workdir, "default")
+    run(qemu, vmlinuz, initrd, workdir, "nohugepages", nohuge=True)
+    pspdir = os.path.join(workdir, "psp")
+    os.makedirs(pspdir, exist_ok=True)
+    args = os.path.join(pspdir, "snp_dma_host.args")
+    with open(args, "w") as f:
+        f.write("psp=1\n")
+    initrd = sht.build_initramfs(pspdir, sht.resolve_modules(
+        moddir, sht.MODULES), [ko, args])
+    run(qemu, vmlinuz, initrd, pspdir, "psp", psp=True)
     print("snp-host-dma-test: %d failures, %.0f s" %
           (len(sht.failures), time.time() - t0))
     return 1 if sht.failures else 0

@@ -14,6 +14,10 @@
  *             PG_LEVEL_4K, 0, true)), mapped with dma_map_page(); edu
  *             writes to it.  The page is lost on purpose (an immutable
  *             page goes back only through the PSP's SNP_PAGE_RECLAIM).
+ *             With psp=1 the page comes from ccp's exported
+ *             snp_alloc_firmware_page() instead (the PSP's SNP_INIT done:
+ *             ccp and kvm_amd loaded first); it is kept too, so that QMP
+ *             can look at it.
  *  2m         dma_alloc_coherent() of 2 MiB; edu writes 4096 bytes at
  *             offset 0x5000.  The module reports what the DMA API built
  *             (the IOVA, whether the pages are one 2M-aligned physically
@@ -31,6 +35,7 @@
 #include <linux/vmalloc.h>
 #include <linux/delay.h>
 #include <linux/cc_platform.h>
+#include <linux/psp-sev.h>
 #include <asm/sev.h>
 
 #define DRV "snp_dma_host"
@@ -46,6 +51,10 @@
 #define LEN		PAGE_SIZE
 
 static void __iomem *bar;
+
+static bool psp;
+module_param(psp, bool, 0444);
+MODULE_PARM_DESC(psp, "firmware page from ccp's snp_alloc_firmware_page");
 
 static u8 pattern(unsigned int i)
 {
@@ -136,23 +145,46 @@ static int test_ordinary(struct pci_dev *pdev)
 	return 0;
 }
 
+/* ccp's snp_alloc_firmware_page, without a module dependency on ccp */
+static struct page *psp_firmware_page(void)
+{
+	void *(*alloc)(gfp_t) = symbol_get(snp_alloc_firmware_page);
+	void *p;
+
+	if (!alloc) {
+		pr_err(DRV ": firmware: ccp's snp_alloc_firmware_page is not loaded\n");
+		return NULL;
+	}
+	p = alloc(GFP_KERNEL | __GFP_ZERO);
+	symbol_put(snp_alloc_firmware_page);
+	if (!p)
+		pr_err(DRV ": firmware: snp_alloc_firmware_page failed\n");
+	return p ? virt_to_page(p) : NULL;
+}
+
 static int test_firmware(struct pci_dev *pdev)
 {
-	struct page *page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	struct page *page;
 	dma_addr_t iova;
 	u64 pfn;
 	int n, ret;
 
-	if (!page)
-		return -ENOMEM;
+	if (psp) {
+		page = psp_firmware_page();
+		if (!page)
+			return -ENOMEM;
+		pr_info(DRV ": firmware: page from snp_alloc_firmware_page\n");
+	} else {
+		page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+		if (!page)
+			return -ENOMEM;
+	}
 	pfn = page_to_pfn(page);
 	iova = dma_map_page(&pdev->dev, page, 0, LEN, DMA_FROM_DEVICE);
-	if (dma_mapping_error(&pdev->dev, iova)) {
-		__free_page(page);
-		return -EIO;
-	}
+	if (dma_mapping_error(&pdev->dev, iova))
+		return -EIO;	/* the page is leaked: it may be firmware's */
 	/* drivers/crypto/ccp/sev-dev.c:rmp_mark_pages_firmware */
-	ret = rmp_make_private(pfn, 0, PG_LEVEL_4K, 0, true);
+	ret = psp ? 0 : rmp_make_private(pfn, 0, PG_LEVEL_4K, 0, true);
 	if (ret) {
 		pr_err(DRV ": firmware: rmp_make_private(pfn 0x%llx) failed: %d\n",
 		       pfn, ret);
