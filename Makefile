@@ -59,7 +59,7 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
         check-asan-qmpfuzz build-fuzz fuzz check-build-other install \
         uninstall check-install check-libvirt check-snp-host \
-        check-snp-host-psp check-svm
+        check-snp-host-psp check-snp-host-dma check-svm
 
 all: build demo
 
@@ -100,7 +100,7 @@ check-system: testbed
 	$(TESTBED)
 
 check: check-unit check-qtest check-system check-snp-host check-snp-host-psp \
-       check-svm \
+       check-snp-host-dma check-svm \
        check-install \
        check-libvirt check-asan check-tsan
 
@@ -127,6 +127,12 @@ check-snp-host: testbed
 
 check-snp-host-psp: testbed
 	$(SNP_HOST_TEST) --psp
+
+# DMA through Debian 6.12's DMA API on the SNP host: what arrives, what the
+# IOMMU stops (firmware pages, 2M IO pages over 4K RMP), nohugepages
+check-snp-host-dma: build
+	/usr/bin/python3 tests/system/snp-host-dma-test.py \
+	    $(CURDIR)/$(QEMU_BLD)/qemu-system-x86_64 $(CURDIR)/$(BUILD)/snp-host-dma
 
 # make install installs what make built (it builds nothing: it may run as
 # root over a user's tree) and honours DESTDIR; the manifest of what it

@@ -537,6 +537,58 @@ def check_psp(k, con):
               % (k.name, n))
 
 
+def firmware_runs(m, workdir, base, end):
+    """The runs [start, pages] of firmware pages (assigned, immutable, ASID
+    0: ccp's rmp_mark_pages_firmware, 6.12/7.2 drivers/crypto/ccp/
+    sev-dev.c) outside the RMP table, read from the table in RAM: 16 KiB
+    of bookkeeping, then 16 bytes per 4K page (struct rmpentry, 6.12
+    arch/x86/virt/svm/sev.c: assigned bit 0, immutable bit 2, ASID bits
+    60:51)."""
+    dump = os.path.join(workdir, "rmp.bin")
+    m.execute("pmemsave", val=base, size=end + 1 - base, filename=dump)
+    with open(dump, "rb") as f:
+        table = f.read()
+    runs, start = [], None
+    count = (base - 0) >> 12        # the pages below the table
+    for pfn in range(count + 1):
+        off = 0x4000 + pfn * 16
+        lo = (int.from_bytes(table[off:off + 8], "little")
+              if pfn < count and off + 8 <= len(table) else 0)
+        fw = lo & 5 == 5 and not (lo >> 51) & 0x3ff
+        if fw and start is None:
+            start = pfn
+        elif not fw and start is not None:
+            runs.append((start << 12, pfn - start))
+            start = None
+    return runs
+
+
+def check_firmware_pages(k, m, workdir, base, end):
+    """--psp: the kernel's firmware pages, in the table it reads and in
+    query-snp-rmp.  6.12/7.2 sev-dev.c: with SNP initialised, the SEV-ES
+    TMR is SNP_TMR_SIZE (2 MiB), allocated as one naturally aligned block
+    (__snp_alloc_firmware_pages, get_order) and made firmware-owned; SNP_
+    INIT gives the IOMMU its event log, which drivers/iommu/amd/init.c
+    (amd_iommu_apply_erratum_snp: "Increase Event log size to 0x80000")
+    makes 512 KiB: 128 pages."""
+    runs = firmware_runs(m, workdir, base, end)
+    two_m = 2 << 20
+    tmr = [a for a, n in runs
+           if -(-a // two_m) * two_m + two_m <= a + (n << 12)]
+    check(tmr, "%s --psp: a 2M-aligned block of 512 firmware pages (the "
+          "SEV-ES TMR) in the RMP table: %s"
+          % (k.name, [(hex(a), n) for a, n in runs][:8]))
+    check(sum(n for _, n in runs) >= 512 + 128,
+          "%s --psp: besides the TMR, at least 128 more firmware pages "
+          "(the IOMMU's 512 KiB event log)" % k.name)
+    for a, n in runs[:16]:
+        e = m.execute("query-snp-rmp", spa=a, count=n)
+        check(len(e) == n and all(x["assigned"] and x["immutable"] and
+                                  not x["asid"] for x in e),
+              "%s --psp: query-snp-rmp shows the %d firmware pages at "
+              "0x%x" % (k.name, n, a))
+
+
 def run_host(qemu, k, workdir, psp):
     m = Machine(qemu, k.vmlinuz, k.initrd, True, workdir, psp)
     try:
@@ -599,6 +651,8 @@ def run_host(qemu, k, workdir, psp):
             check_rmp_pf(k, m)
         if psp:
             check_psp(k, con)
+            if rng:
+                check_firmware_pages(k, m, workdir, base, end)
         print("%s boot time, host=on%s: %.1f s to init, %.1f s to the "
               "end of the checks" % (k.name, " --psp" if psp else "",
                                      init, done))
