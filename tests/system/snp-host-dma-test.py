@@ -98,53 +98,17 @@ LEN = 4096              # the module's DMA length (edu's whole buffer)
 
 class DmaMachine(sht.Machine):
     """sht.Machine with edu, extra kernel arguments, the amdvi_snp_rmp_fault
-    trace point, one vCPU, and the QMP events kept."""
+    trace point and one vCPU, under nice."""
 
     def __init__(self, qemu, kernel, initrd, workdir, append="", psp=False):
-        self.qmp_path = os.path.join(workdir, "qmp.sock")
-        self.events = []
-        args = ["nice", qemu, "-M", "q35", "-accel", "tcg", "-m", "1G",
-                "-smp", "1", "-cpu", CPU,
-                "-display", "none", "-nodefaults", "-serial", "stdio",
-                "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
-                "-object", "snp-rmp,id=rmp0,host=on",
-                "-device", "amd-iommu,dma-remap=on,snp=on,rmp=rmp0",
-                "-device", "edu,id=edu0",
-                "-trace", "amdvi_snp_rmp_fault",
-                "-kernel", kernel, "-initrd", initrd, "-no-reboot",
-                "-append", ("console=ttyS0 panic=-1 " + append).strip()]
-        if psp:
-            args += ["-device", "amd-psp,rmp=rmp0"]
-        self.start = time.time()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                     stdin=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, cwd=workdir)
-        self.console = []
-        self.qmp = None
-        for _ in range(200):
-            try:
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(self.qmp_path)
-                self.qmp = s.makefile("rw")
-                break
-            except OSError:
-                time.sleep(0.05)
-        if not self.qmp:
-            raise RuntimeError("no QMP socket: %s" % self.read_rest())
-        self.qmp.readline()
-        self.execute("qmp_capabilities")
-
-    def execute(self, cmd, **args):
-        self.qmp.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
-        self.qmp.flush()
-        while True:
-            r = json.loads(self.qmp.readline())
-            if "event" in r:
-                self.events.append(r)
-            elif "return" in r:
-                return r["return"]
-            elif "error" in r:
-                raise RuntimeError("%s: %s" % (cmd, r["error"]["desc"]))
+        saved, sht.CPU = sht.CPU, CPU
+        try:
+            super().__init__(qemu, kernel, initrd, True, workdir, psp=psp,
+                             smp=1, append=append, wrapper=["nice"],
+                             extra=["-device", "edu,id=edu0",
+                                    "-trace", "amdvi_snp_rmp_fault"])
+        finally:
+            sht.CPU = saved
 
     def rmp_faults(self):
         self.execute("query-status")     # collects the pending events

@@ -340,16 +340,20 @@ def build_initramfs(out, modules, last=()):
 
 class Machine:
     def __init__(self, qemu, kernel, initrd, host, workdir, psp=False,
-                 smp=2):
+                 smp=2, extra=(), append="", wrapper=()):
+        """@extra: more QEMU options; @append: more kernel arguments;
+        @wrapper: a command to run QEMU under (nice)"""
         self.qmp_path = os.path.join(workdir, "qmp-%d.sock" % host)
-        args = [qemu, "-M", "q35", "-accel", "tcg", "-m", "1G",
+        self.events = []
+        args = [*wrapper, qemu, "-M", "q35", "-accel", "tcg", "-m", "1G",
                 "-smp", str(smp), "-cpu", CPU,
                 "-display", "none", "-nodefaults", "-serial", "stdio",
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
                 "-object", "snp-rmp,id=rmp0" + (",host=on" if host else ""),
                 "-device", "amd-iommu,dma-remap=on,snp=on,rmp=rmp0",
                 "-kernel", kernel, "-initrd", initrd, "-no-reboot",
-                "-append", "console=ttyS0 panic=-1"]
+                "-append", ("console=ttyS0 panic=-1 " + append).strip(),
+                *extra]
         if psp:
             args += ["-device", "amd-psp,rmp=rmp0"]
         self.start = time.time()
@@ -376,7 +380,9 @@ class Machine:
         self.qmp.flush()
         while True:
             r = json.loads(self.qmp.readline())
-            if "return" in r:
+            if "event" in r:
+                self.events.append(r)
+            elif "return" in r:
                 return r["return"]
             if "error" in r:
                 raise RuntimeError("%s: %s" % (cmd, r["error"]["desc"]))
