@@ -127,6 +127,8 @@ check-snp-host: testbed
 
 check-snp-host-psp: testbed
 	$(SNP_HOST_TEST) --psp
+	$(SNP_HOST_TEST) --psp --kernels 6.12 \
+	    --cpu EPYC-Milan,-hypervisor,+lbrv,+flushbyasid,+decodeassists
 
 # DMA through Debian 6.12's DMA API on the SNP host: what arrives, what the
 # IOMMU stops (firmware pages, 2M IO pages over 4K RMP), nohugepages

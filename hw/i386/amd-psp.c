@@ -2,9 +2,11 @@
  * The AMD Secure Processor (PSP) of an emulated SEV-SNP host
  * (-device amd-psp,rmp=rmp0)
  *
- * A PCI function that Linux's ccp driver binds as the PSP of a Genoa
- * (family 19h) system, 1022:14CA, with the SEV firmware's mailbox in BAR 2
- * (Linux drivers/crypto/ccp/sp-pci.c, pspv4/sevv2; research/psp-facts.md):
+ * A PCI function that Linux's ccp driver binds as the PSP of the CPU's
+ * generation (Linux drivers/crypto/ccp/sp-pci.c; research/psp-facts.md):
+ * 1022:14CA (pspv4) on Genoa, family 19h models 10h and up; 1022:1486
+ * (pspv2, with a CCP that has no queues) on Milan and Rome.  Both have the
+ * SEV firmware's mailbox (sevv2) in BAR 2:
  *
  *   0x10980  SEV command/response: software writes the command ID in bits
  *            23:16 and IOC in bit 0; the firmware sets bit 31 (ready) and
@@ -13,7 +15,9 @@
  *   0x109e4
  *   0x10690  interrupt enable, 0x10694 interrupt status (write 1 to
  *            clear): bit 1 is "command complete"
- *   0x109fc  capabilities: bit 0 SEV, nothing else (no TEE, no DBC)
+ *   0x109fc  capabilities: bit 0 SEV; no TEE, no DBC; on 1486 also
+ *            bit 7, security reporting, so that ccp asks no HSTI query of
+ *            the platform-access mailbox this PSP does not have
  *
  * The firmware (hw/i386/sev-firmware.c) runs each command in a bottom
  * half, as the real PSP runs it on its own core: the vCPU that wrote the
@@ -51,11 +55,16 @@
 OBJECT_DECLARE_SIMPLE_TYPE(AmdPspState, AMD_PSP)
 
 #define PCI_DEVICE_ID_AMD_PSP_GENOA     0x14ca
+#define PCI_DEVICE_ID_AMD_PSP_MILAN     0x1486
 
 #define PSP_BAR                 2
 #define PSP_BAR_SIZE            (128 * KiB)     /* covers 0x109fc */
 #define PSP_MSIX_BAR            5
 #define PSP_MSIX_VECTORS        2
+
+/* 1486's CCP (ccp-dev-v5.c): no queue in the mask, so it stays unused */
+#define CCP_REG_Q_MASK          0x00000
+#define CCP_REG_REQID_CONFIG    0x00008
 
 #define PSP_REG_INTEN           0x10690
 #define PSP_REG_INTSTS          0x10694
@@ -71,6 +80,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(AmdPspState, AMD_PSP)
 #define PSP_CMDRESP_CMD(v)      (((v) >> 16) & 0xff)
 #define PSP_INT_CMD_COMPLETE    (1u << 1)
 #define PSP_FEATURE_SEV         (1u << 0)
+#define PSP_FEATURE_SECURITY_REPORTING  (1u << 7)
 
 /* No version to show: Linux hides the sysfs attribute for all-ones */
 #define PSP_NO_VERSION          0xffffffffu
@@ -83,6 +93,7 @@ struct AmdPspState {
     SnpRmp *rmp;                /* "rmp" link */
     SevFirmware fw;
 
+    uint32_t feature;           /* the capability register */
     uint32_t inten;
     uint32_t intsts;
     uint32_t cmdresp;
@@ -243,7 +254,9 @@ static uint64_t amd_psp_read(void *opaque, hwaddr addr, unsigned size)
         val = PSP_NO_VERSION;
         break;
     case PSP_REG_FEATURE:
-        val = PSP_FEATURE_SEV;
+        val = s->feature;
+        break;
+    case CCP_REG_Q_MASK:
         break;
     default:
         qemu_log_mask(LOG_UNIMP, "amd-psp: read of register 0x%" HWADDR_PRIx
@@ -291,6 +304,8 @@ static void amd_psp_write(void *opaque, hwaddr addr, uint64_t val,
             s->cmdbuf_hi = val;
         }
         break;
+    case CCP_REG_REQID_CONFIG:
+        break;
     default:
         qemu_log_mask(LOG_UNIMP, "amd-psp: write of 0x%" PRIx64 " to "
                       "register 0x%" HWADDR_PRIx "\n", val, addr);
@@ -323,6 +338,17 @@ static void amd_psp_vm_state_change(void *opaque, bool running,
     }
 }
 
+/* Milan and Rome have the 1486 PSP, Genoa and later 14CA (sp-pci.c) */
+static bool amd_psp_cpu_is_milan(void)
+{
+    uint32_t version = first_cpu ? X86_CPU(first_cpu)->env.cpuid_version
+                                 : 0;
+    uint32_t family = x86_cpu_family(version);
+
+    return family == 0x17 || (family == 0x19 &&
+                              x86_cpu_model(version) < 0x10);
+}
+
 static void amd_psp_realize(PCIDevice *pdev, Error **errp)
 {
     AmdPspState *s = AMD_PSP(pdev);
@@ -338,6 +364,11 @@ static void amd_psp_realize(PCIDevice *pdev, Error **errp)
         return;
     }
     pdev->config[PCI_INTERRUPT_PIN] = 0;    /* ccp needs MSI-X or MSI */
+    s->feature = PSP_FEATURE_SEV;
+    if (amd_psp_cpu_is_milan()) {
+        pci_config_set_device_id(pdev->config, PCI_DEVICE_ID_AMD_PSP_MILAN);
+        s->feature |= PSP_FEATURE_SECURITY_REPORTING;
+    }
     memory_region_init_io(&s->mmio, OBJECT(s), &amd_psp_mmio_ops, s,
                           "amd-psp-mmio", PSP_BAR_SIZE);
     pci_register_bar(pdev, PSP_BAR, PCI_BASE_ADDRESS_SPACE_MEMORY, &s->mmio);

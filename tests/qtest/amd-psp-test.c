@@ -27,9 +27,13 @@
 #include "qobject/qdict.h"
 #include "hw/pci/pci_regs.h"
 
-/* sp-pci.c: dev_vdata[5] (1022:14CA, Genoa) = pspv4 with sevv2, BAR 2 */
+/*
+ * sp-pci.c: dev_vdata[5] (1022:14CA, Genoa) = pspv4 with sevv2, BAR 2;
+ * dev_vdata[3] (1022:1486, Rome and Milan) = pspv2 with sevv2, BAR 2
+ */
 #define PSP_VENDOR          0x1022
 #define PSP_DEVICE          0x14ca
+#define PSP_DEVICE_MILAN    0x1486
 #define PSP_BAR             2
 #define PSP_DEVFN           QPCI_DEVFN(5, 0)
 
@@ -169,6 +173,28 @@ static void test_identity(void)
     g_assert_cmphex(qpci_io_readl(s.dev, s.bar, REG_FEATURE), ==, 0x1);
     /* sp_get_msix_irqs: MSI-X first */
     g_assert_cmpint(qpci_find_capability(s.dev, PCI_CAP_ID_MSIX, 0), !=, 0);
+    psp_stop(&s);
+}
+
+/*
+ * On a Milan (family 19h model 01h) the PSP is 1486, whose pspv2 data has
+ * PLATFORM_FEATURE_HSTI: psp_init_hsti() queries HSTI through the
+ * platform-access mailbox unless capability bit 7 (security_reporting) is
+ * set, and a failure there fails the whole PSP.  Its CCP (ccpv5a) reads
+ * Q_MASK_REG at 0: no queue, so ccp5_init() leaves the CCP unused.
+ */
+static void check_platform_status(TestState *s, uint8_t state, bool es);
+
+static void test_identity_milan(void)
+{
+    TestState s;
+
+    psp_start(&s, "-cpu EPYC-Milan");
+    g_assert_cmphex(qpci_config_readw(s.dev, PCI_DEVICE_ID), ==,
+                    PSP_DEVICE_MILAN);
+    g_assert_cmphex(qpci_io_readl(s.dev, s.bar, REG_FEATURE), ==, 0x81);
+    g_assert_cmphex(qpci_io_readl(s.dev, s.bar, 0), ==, 0);
+    check_platform_status(&s, 0, false);
     psp_stop(&s);
 }
 
@@ -400,6 +426,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/amd-psp/identity", test_identity);
+    qtest_add_func("/amd-psp/identity-milan", test_identity_milan);
     qtest_add_func("/amd-psp/interrupt", test_interrupt);
     qtest_add_func("/amd-psp/sev-platform", test_sev_platform);
     qtest_add_func("/amd-psp/snp-without-host", test_snp_without_host);
