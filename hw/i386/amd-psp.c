@@ -204,7 +204,8 @@ static void amd_psp_run(void *opaque)
     uint64_t buf = ((uint64_t)s->cmdbuf_hi << 32) | s->cmdbuf_lo;
     uint16_t status;
 
-    if (!s->busy) {
+    /* a stopped VM's command runs when it runs again (vm_state_change) */
+    if (!s->busy || !runstate_is_running()) {
         return;
     }
     status = sev_firmware_command(&s->fw, cmd, buf);
@@ -338,23 +339,42 @@ static void amd_psp_vm_state_change(void *opaque, bool running,
     }
 }
 
-/* Milan and Rome have the 1486 PSP, Genoa and later 14CA (sp-pci.c) */
-static bool amd_psp_cpu_is_milan(void)
+/*
+ * The PSP of the CPU model's generation (Linux sp-pci.c): Rome (family 17h
+ * models 30h and up) and Milan (19h, models below 10h) have 1486; Naples
+ * (17h, below 30h) has 1456, whose older mailbox this device does not
+ * emulate (0); Genoa and the rest have 14CA.
+ */
+static uint16_t amd_psp_device_id(void)
 {
     uint32_t version = first_cpu ? X86_CPU(first_cpu)->env.cpuid_version
                                  : 0;
     uint32_t family = x86_cpu_family(version);
+    uint32_t model = x86_cpu_model(version);
 
-    return family == 0x17 || (family == 0x19 &&
-                              x86_cpu_model(version) < 0x10);
+    if (family == 0x17) {
+        return model >= 0x30 ? PCI_DEVICE_ID_AMD_PSP_MILAN : 0;
+    }
+    if (family == 0x19 && model < 0x10) {
+        return PCI_DEVICE_ID_AMD_PSP_MILAN;
+    }
+    return PCI_DEVICE_ID_AMD_PSP_GENOA;
 }
 
 static void amd_psp_realize(PCIDevice *pdev, Error **errp)
 {
     AmdPspState *s = AMD_PSP(pdev);
 
+    uint16_t device_id = amd_psp_device_id();
+
     if (amd_psp) {
         error_setg(errp, "amd-psp: the machine has a PSP already");
+        return;
+    }
+    if (!device_id) {
+        error_setg(errp, "amd-psp: the CPU model is a Naples (family 17h "
+                   "before model 30h), whose PSP (1022:1456) is not "
+                   "emulated: use a Rome, Milan or Genoa model");
         return;
     }
     if (s->rmp && !s->rmp->host) {
@@ -365,8 +385,14 @@ static void amd_psp_realize(PCIDevice *pdev, Error **errp)
     }
     pdev->config[PCI_INTERRUPT_PIN] = 0;    /* ccp needs MSI-X or MSI */
     s->feature = PSP_FEATURE_SEV;
-    if (amd_psp_cpu_is_milan()) {
-        pci_config_set_device_id(pdev->config, PCI_DEVICE_ID_AMD_PSP_MILAN);
+    if (device_id == PCI_DEVICE_ID_AMD_PSP_MILAN) {
+        /*
+         * 1486's driver data has the HSTI platform feature: without
+         * security reporting ccp queries HSTI through a mailbox this PSP
+         * lacks, and a failed query fails the PSP (psp_init_hsti).  With
+         * it, ccp shows the security attributes: all clear here.
+         */
+        pci_config_set_device_id(pdev->config, device_id);
         s->feature |= PSP_FEATURE_SECURITY_REPORTING;
     }
     memory_region_init_io(&s->mmio, OBJECT(s), &amd_psp_mmio_ops, s,

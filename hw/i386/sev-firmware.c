@@ -318,6 +318,49 @@ static void mark_range(SnpRmpTable *t, uint64_t base, uint64_t len,
     }
 }
 
+static int range_cmp(const void *a, const void *b)
+{
+    const SnpRmpRange *x = a, *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * Mark @n ranges (sorted and merged first, so that overlapping ranges
+ * cost nothing: at most RAM's pages in all, whatever the guest lists).
+ * @r becomes the merged ranges; returns how many.
+ */
+static unsigned mark_ranges(SnpRmpTable *t, SnpRmpRange *r, unsigned n,
+                        const SnpRmpAttrs *attrs, uint64_t skip_base,
+                        uint64_t skip_end)
+{
+    uint64_t top = snp_rmp_table_ram_top(t);
+    unsigned m = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        /* page-aligned, clipped to RAM: no sum below can wrap */
+        uint64_t start = QEMU_ALIGN_DOWN(r[i].start, PAGE_4K);
+
+        if (start >= top || !r[i].size) {
+            continue;
+        }
+        r[m].size = MIN(r[i].size + (r[i].start - start), top - start);
+        r[m++].start = start;
+    }
+    qsort(r, m, sizeof(*r), range_cmp);
+    n = 0;
+    for (unsigned i = 0; i < m;) {
+        uint64_t start = r[i].start, end = start + r[i].size;
+
+        for (i++; i < m && r[i].start <= end; i++) {
+            end = MAX(end, r[i].start + r[i].size);
+        }
+        mark_range(t, start, end - start, attrs, skip_base, skip_end);
+        r[n++] = (SnpRmpRange) { start, end - start };
+    }
+    return n;
+}
+
 static uint16_t cmd_snp_init(SevFirmware *fw, uint64_t buf, bool ex)
 {
     static const SnpRmpAttrs hv_fixed = { .immutable = true };
@@ -325,6 +368,7 @@ static uint16_t cmd_snp_init(SevFirmware *fw, uint64_t buf, bool ex)
                                           .immutable = true };
     uint8_t in[LEN_SNP_INIT_EX] = { 0 };
     uint8_t list[PAGE_4K];
+    SnpRmpRange ranges[SNP_RANGE_LIST_MAX];
     uint32_t bits = SNP_INIT_EX_INIT_RMP, n = 0;
     uint64_t list_pa = 0, rmp_base, rmp_end;
     SnpRmpTable *fresh;
@@ -389,17 +433,17 @@ static uint16_t cmd_snp_init(SevFirmware *fw, uint64_t buf, bool ex)
     for (uint32_t i = 0; i < n; i++) {
         uint8_t *e = list + 8 + 16 * i;
 
-        mark_range(fresh, ldq_le_p(e), (uint64_t)ldl_le_p(e + 8) * PAGE_4K,
-                   &hv_fixed, rmp_base, rmp_end + 1);
+        ranges[i].start = ldq_le_p(e);
+        ranges[i].size = (uint64_t)ldl_le_p(e + 8) * PAGE_4K;
     }
+    mark_ranges(fresh, ranges, n, &hv_fixed, rmp_base, rmp_end + 1);
     mark_range(fresh, rmp_base, rmp_end + 1 - rmp_base, &firmware, 0, 0);
     fw->n_iommu = fw->ops->iommu_buffers ?
                   fw->ops->iommu_buffers(fw->opaque, fw->iommu,
                                          SEV_FW_MAX_IOMMU_RANGES) : 0;
-    for (uint32_t i = 0; i < fw->n_iommu; i++) {
-        mark_range(fresh, fw->iommu[i].start, fw->iommu[i].size, &firmware,
-                   0, 0);
-    }
+    /* recorded merged, for SNP_SHUTDOWN_EX: at most RAM's pages */
+    fw->n_iommu = mark_ranges(fresh, fw->iommu, fw->n_iommu, &firmware, 0,
+                              0);
     snp_rmp_load(fw->rmp, fresh);
     snp_rmp_table_free(fresh);
     fw->rmp_initialized = true;

@@ -420,6 +420,8 @@ static void test_refused(void)
     expect_refused("-object snp-rmp,id=rmp0 -device amd-psp,rmp=rmp0",
                    "host=on");
     expect_refused("-device amd-psp -device amd-psp", "PSP already");
+    /* Naples (family 17h model 01h): sp-pci.c's 1456 has sevv1 */
+    expect_refused("-cpu EPYC -device amd-psp", "Naples");
 }
 
 int main(int argc, char **argv)

@@ -101,14 +101,10 @@ class DmaMachine(sht.Machine):
     trace point and one vCPU, under nice."""
 
     def __init__(self, qemu, kernel, initrd, workdir, append="", psp=False):
-        saved, sht.CPU = sht.CPU, CPU
-        try:
-            super().__init__(qemu, kernel, initrd, True, workdir, psp=psp,
-                             smp=1, append=append, wrapper=["nice"],
-                             extra=["-device", "edu,id=edu0",
-                                    "-trace", "amdvi_snp_rmp_fault"])
-        finally:
-            sht.CPU = saved
+        super().__init__(qemu, kernel, initrd, True, workdir, psp=psp,
+                         smp=1, append=append, wrapper=["nice"], cpu=CPU,
+                         extra=["-device", "edu,id=edu0",
+                                "-trace", "amdvi_snp_rmp_fault"])
 
     def rmp_faults(self):
         self.execute("query-status")     # collects the pending events

@@ -49,6 +49,7 @@ import json
 import lzma
 import os
 import re
+import select
 import shutil
 import socket
 import struct
@@ -340,13 +341,13 @@ def build_initramfs(out, modules, last=()):
 
 class Machine:
     def __init__(self, qemu, kernel, initrd, host, workdir, psp=False,
-                 smp=2, extra=(), append="", wrapper=()):
+                 smp=2, extra=(), append="", wrapper=(), cpu=None):
         """@extra: more QEMU options; @append: more kernel arguments;
         @wrapper: a command to run QEMU under (nice)"""
         self.qmp_path = os.path.join(workdir, "qmp-%d.sock" % host)
         self.events = []
         args = [*wrapper, qemu, "-M", "q35", "-accel", "tcg", "-m", "1G",
-                "-smp", str(smp), "-cpu", CPU,
+                "-smp", str(smp), "-cpu", cpu or CPU,
                 "-display", "none", "-nodefaults", "-serial", "stdio",
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
                 "-object", "snp-rmp,id=rmp0" + (",host=on" if host else ""),
@@ -361,10 +362,12 @@ class Machine:
                                      stdin=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=workdir)
         self.console = []
+        self.pending = b""
         self.qmp = None
         for _ in range(200):
             try:
                 s = socket.socket(socket.AF_UNIX)
+                s.settimeout(BOOT_TIMEOUT)
                 s.connect(self.qmp_path)
                 self.qmp = s.makefile("rw")
                 break
@@ -388,16 +391,25 @@ class Machine:
                 raise RuntimeError("%s: %s" % (cmd, r["error"]["desc"]))
 
     def wait_for(self, pattern):
+        """Console lines until one matches: a hung QEMU is an error after
+        BOOT_TIMEOUT, not a hung test."""
         rx = re.compile(pattern)
         deadline = time.time() + BOOT_TIMEOUT
-        while time.time() < deadline:
-            raw = self.proc.stdout.readline()
-            if not raw:
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self.pending:
+                raw, self.pending = self.pending.split(b"\n", 1)
+                line = raw.decode(errors="replace").rstrip()
+                self.console.append(line)
+                if rx.search(line):
+                    return time.time() - self.start
+            left = deadline - time.time()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
                 break
-            line = raw.decode(errors="replace").rstrip()
-            self.console.append(line)
-            if rx.search(line):
-                return time.time() - self.start
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self.pending += chunk
         raise RuntimeError("no %r on the console" % pattern)
 
     def read_rest(self):
@@ -570,13 +582,14 @@ def firmware_runs(m, workdir, base, end):
 
 
 def check_firmware_pages(k, m, workdir, base, end):
-    """--psp: the kernel's firmware pages, in the table it reads and in
-    query-snp-rmp.  6.12/7.2 sev-dev.c: with SNP initialised, the SEV-ES
-    TMR is SNP_TMR_SIZE (2 MiB), allocated as one naturally aligned block
-    (__snp_alloc_firmware_pages, get_order) and made firmware-owned; SNP_
-    INIT gives the IOMMU its event log, which drivers/iommu/amd/init.c
-    (amd_iommu_apply_erratum_snp: "Increase Event log size to 0x80000")
-    makes 512 KiB: 128 pages."""
+    """--psp: the kernel's firmware pages, in the table it reads (below
+    the table itself: RAM above 4G, which these machines lack, is not
+    scanned) and in query-snp-rmp.  6.12/7.2 sev-dev.c: with SNP
+    initialised, the SEV-ES TMR is SNP_TMR_SIZE (2 MiB), allocated as one
+    naturally aligned block (__snp_alloc_firmware_pages, get_order) and
+    made firmware-owned; SNP_INIT gives the IOMMU its event log, which
+    drivers/iommu/amd/init.c (amd_iommu_apply_erratum_snp, family 19h
+    only: "Increase Event log size to 0x80000") makes 512 KiB."""
     runs = firmware_runs(m, workdir, base, end)
     two_m = 2 << 20
     tmr = [a for a, n in runs
@@ -584,9 +597,22 @@ def check_firmware_pages(k, m, workdir, base, end):
     check(tmr, "%s --psp: a 2M-aligned block of 512 firmware pages (the "
           "SEV-ES TMR) in the RMP table: %s"
           % (k.name, [(hex(a), n) for a, n in runs][:8]))
-    check(sum(n for _, n in runs) >= 512 + 128,
-          "%s --psp: besides the TMR, at least 128 more firmware pages "
-          "(the IOMMU's 512 KiB event log)" % k.name)
+    # The IOMMU's event log, from its Event Log Base Address register
+    # (MMIO 0x10 of the amd-iommu at 0xfed80000: base bits 51:12, EventLen
+    # bits 59:56, 2^EventLen entries of 16 bytes; AMD IOMMU spec 3.4.4):
+    # SNP_INIT made it the IOMMU's (ASPFW set_iommu_table_state).
+    out = m.execute("human-monitor-command",
+                    **{"command-line": "xp /1gx 0xfed80010"})
+    reg = int(out.split(":")[1].split()[0], 16)
+    evt, evt_len = reg & 0x000ffffffffff000, 16 << ((reg >> 56) & 0xf)
+    check(evt and evt_len == 512 << 10,
+          "%s --psp: the IOMMU's event log is 512 KiB (0x%x at 0x%x)"
+          % (k.name, evt_len, evt))
+    e = m.execute("query-snp-rmp", spa=evt, count=evt_len >> 12)
+    check(evt and all(x["assigned"] and x["immutable"] and not x["asid"]
+                      for x in e),
+          "%s --psp: the IOMMU's event log pages are firmware pages"
+          % k.name)
     for a, n in runs[:16]:
         e = m.execute("query-snp-rmp", spa=a, count=n)
         check(len(e) == n and all(x["assigned"] and x["immutable"] and

@@ -555,11 +555,6 @@ static void test_inject(void)
 }
 
 /*
- * LBR virtualization [APM 15.23; KVM svm_copy_lbrs()]: with lbr_ctl bit 0,
- * VMRUN loads DebugCtl and the LBR MSRs from the VMCB save area
- * (0x270-0x290), #VMEXIT stores them back and restores the host's.
- */
-/*
  * An exit while the CPU delivers an injected #BP (type 3, vector 3) or
  * INTn (type 4) with NRIPS: RIP is still the instruction's (save.rip
  * unchanged); NextRIP is only the return address of a delivery that
@@ -591,6 +586,11 @@ static void test_inject_npf(void)
           (uintptr_t)g_soft);
 }
 
+/*
+ * LBR virtualization [APM 15.23; KVM svm_copy_lbrs()]: with lbr_ctl bit 0,
+ * VMRUN loads DebugCtl and the LBR MSRs from the VMCB save area
+ * (0x270-0x290), #VMEXIT stores them back and restores the host's.
+ */
 static void test_lbrv(void)
 {
     wrmsr(MSR_DEBUGCTL, 1);
