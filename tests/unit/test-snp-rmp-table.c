@@ -210,6 +210,42 @@ static void test_immutable(void)
     snp_rmp_table_free(t);
 }
 
+/*
+ * The SEV firmware changes immutable entries: Firmware to Reclaim
+ * (SNP_PAGE_RECLAIM), HV_FIXED at SNP_INIT (AMD-ASPFW sev_rmp.c); the
+ * other rules still hold for it: a 4K entry inside a 2M entry is an
+ * overlap for the firmware too.
+ */
+static void test_firmware_update(void)
+{
+    SnpRmpTable *t = new_table();
+    SnpRmpAttrs fw = attrs(true, 0, 0);
+    SnpRmpAttrs reclaim = attrs(true, 0, 0);
+
+    fw.immutable = true;
+    g_assert_cmpint(snp_rmp_table_update(t, 4 * MiB, SNP_RMP_SIZE_4K, &fw),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_update(t, 4 * MiB, SNP_RMP_SIZE_4K,
+                                         &reclaim),
+                    ==, SNP_RMP_ERR_IMMUTABLE);
+    g_assert_cmpint(snp_rmp_table_firmware_update(t, 4 * MiB,
+                                                  SNP_RMP_SIZE_4K, &reclaim),
+                    ==, SNP_RMP_OK);
+    g_assert_false(page_at(t, 4 * MiB).attrs.immutable);
+    g_assert_true(page_at(t, 4 * MiB).attrs.assigned);
+    /* 2M immutable entry: the firmware may not update 4K inside it */
+    g_assert_cmpint(snp_rmp_table_update(t, 6 * MiB, SNP_RMP_SIZE_2M, &fw),
+                    ==, SNP_RMP_OK);
+    g_assert_cmpint(snp_rmp_table_firmware_update(t, 6 * MiB,
+                                                  SNP_RMP_SIZE_4K, &reclaim),
+                    ==, SNP_RMP_ERR_IS_2M);
+    g_assert_cmpint(snp_rmp_table_firmware_update(t, 6 * MiB,
+                                                  SNP_RMP_SIZE_2M, &reclaim),
+                    ==, SNP_RMP_OK);
+    g_assert_false(page_at(t, 6 * MiB + K4).attrs.immutable);
+    snp_rmp_table_free(t);
+}
+
 static void test_memory(void)
 {
     /* 1 GiB of RAM */
@@ -760,6 +796,7 @@ int main(int argc, char **argv)
                     test_overlap_and_reclaim);
     g_test_add_func("/snp-rmp-table/psmash", test_psmash);
     g_test_add_func("/snp-rmp-table/immutable", test_immutable);
+    g_test_add_func("/snp-rmp-table/firmware-update", test_firmware_update);
     g_test_add_func("/snp-rmp-table/memory", test_memory);
     g_test_add_func("/snp-rmp-table/shadow-convert", test_shadow_convert);
     g_test_add_func("/snp-rmp-table/foreach-changed", test_foreach_changed);
