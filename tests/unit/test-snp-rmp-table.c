@@ -234,15 +234,15 @@ static void test_firmware_update(void)
     g_assert_false(page_at(t, 4 * MiB).attrs.immutable);
     g_assert_true(page_at(t, 4 * MiB).attrs.assigned);
     /* 2M immutable entry: the firmware may not update 4K inside it */
-    g_assert_cmpint(snp_rmp_table_update(t, 6 * MiB, SNP_RMP_SIZE_2M, &fw),
+    g_assert_cmpint(snp_rmp_table_update(t, 2 * MiB, SNP_RMP_SIZE_2M, &fw),
                     ==, SNP_RMP_OK);
-    g_assert_cmpint(snp_rmp_table_firmware_update(t, 6 * MiB,
+    g_assert_cmpint(snp_rmp_table_firmware_update(t, 2 * MiB,
                                                   SNP_RMP_SIZE_4K, &reclaim),
                     ==, SNP_RMP_ERR_IS_2M);
-    g_assert_cmpint(snp_rmp_table_firmware_update(t, 6 * MiB,
+    g_assert_cmpint(snp_rmp_table_firmware_update(t, 2 * MiB,
                                                   SNP_RMP_SIZE_2M, &reclaim),
                     ==, SNP_RMP_OK);
-    g_assert_false(page_at(t, 6 * MiB + K4).attrs.immutable);
+    g_assert_false(page_at(t, 2 * MiB + K4).attrs.immutable);
     snp_rmp_table_free(t);
 }
 
