@@ -35,7 +35,6 @@
 #include "qemu/main-loop.h"
 #include "qapi/error.h"
 #include "qapi/qapi-events-snp.h"
-#include "qapi/qapi-commands-snp.h"
 #include "hw/pci/pci_device.h"
 #include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
@@ -101,8 +100,6 @@ struct AmdPspState {
     uint32_t cmdbuf_lo;
     uint32_t cmdbuf_hi;
     bool busy;                  /* a command waits for the firmware */
-    uint64_t commands;          /* run since reset */
-    uint64_t unsupported;       /* of which INVALID_COMMAND */
     /* the unsupported IDs sent to QMP since reset: once each */
     DECLARE_BITMAP(reported, 256);
     VMChangeStateEntry *vmstate_change;
@@ -209,11 +206,9 @@ static void amd_psp_run(void *opaque)
         return;
     }
     status = sev_firmware_command(&s->fw, cmd, buf);
-    s->commands++;
-    if (status == SEV_RET_INVALID_COMMAND && !sev_firmware_known(cmd)) {
+    if (status == SEV_RET_INVALID_COMMAND) {
         const char *name = sev_firmware_command_name(cmd);
 
-        s->unsupported++;
         trace_amd_psp_unsupported(cmd, name ?: "?");
         /* a guest may send them in a loop: QMP hears of each ID once */
         if (!test_and_set_bit(cmd, s->reported)) {
@@ -444,8 +439,6 @@ static void amd_psp_reset(DeviceState *dev)
     s->cmdbuf_lo = 0;
     s->cmdbuf_hi = 0;
     s->busy = false;
-    s->commands = 0;
-    s->unsupported = 0;
     bitmap_zero(s->reported, 256);
     sev_firmware_reset(&s->fw);
 }
@@ -489,8 +482,6 @@ static const VMStateDescription vmstate_amd_psp = {
         VMSTATE_UINT32(cmdbuf_lo, AmdPspState),
         VMSTATE_UINT32(cmdbuf_hi, AmdPspState),
         VMSTATE_BOOL(busy, AmdPspState),
-        VMSTATE_UINT64(commands, AmdPspState),
-        VMSTATE_UINT64(unsupported, AmdPspState),
         VMSTATE_UINT8(fw.sev_state, AmdPspState),
         VMSTATE_BOOL(fw.sev_es, AmdPspState),
         VMSTATE_UINT8(fw.snp_state, AmdPspState),

@@ -639,27 +639,6 @@ static uint16_t dispatch(SevFirmware *fw, uint8_t cmd, uint64_t buf)
     return SEV_RET_INVALID_COMMAND;
 }
 
-bool sev_firmware_known(uint8_t cmd)
-{
-    switch (cmd) {
-    case SEV_CMD_PLATFORM_STATUS:
-    case SEV_CMD_INIT:
-    case SEV_CMD_INIT_EX:
-    case SEV_CMD_SHUTDOWN:
-    case SEV_CMD_DF_FLUSH:
-    case SEV_CMD_SNP_INIT:
-    case SEV_CMD_SNP_INIT_EX:
-    case SEV_CMD_SNP_DF_FLUSH:
-    case SEV_CMD_SNP_PLATFORM_STATUS:
-    case SEV_CMD_SNP_FEATURE_INFO:
-    case SEV_CMD_SNP_SHUTDOWN:
-    case SEV_CMD_SNP_SHUTDOWN_EX:
-    case SEV_CMD_SNP_PAGE_RECLAIM:
-        return true;
-    }
-    return false;
-}
-
 uint16_t sev_firmware_command(SevFirmware *fw, uint8_t cmd, uint64_t buf)
 {
     uint16_t status;

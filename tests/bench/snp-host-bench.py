@@ -15,7 +15,6 @@ Usage: snp-host-bench.py QEMU WORKDIR [RUNS]
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -33,25 +32,6 @@ echo "snp-host-bench: init"
 echo "snp-host-bench: done"
 poweroff -f
 """
-
-
-def initramfs(out, memloop):
-    root = os.path.join(out, "initramfs")
-    shutil.rmtree(root, ignore_errors=True)
-    for d in ("bin", "proc", "sys", "dev"):
-        os.makedirs(os.path.join(root, d))
-    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
-    shutil.copy(memloop, os.path.join(root, "bin", "memloop"))
-    with open(os.path.join(root, "init"), "w") as f:
-        f.write(INIT)
-    os.chmod(os.path.join(root, "init"), 0o755)
-    cpio = os.path.join(out, "initramfs.cpio")
-    files = subprocess.run(["find", "."], cwd=root, check=True,
-                           stdout=subprocess.PIPE).stdout
-    with open(cpio, "wb") as f:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
-                       input=files, stdout=f, check=True)
-    return cpio
 
 
 def run(qemu, vmlinuz, cpio, host, workdir):
@@ -80,7 +60,7 @@ def main():
     subprocess.run(["gcc", "-O2", "-static", "-o", memloop,
                     os.path.join(HERE, "memloop.c")], check=True)
     vmlinuz, _ = sht.fetch_612(sht.cache_dir())
-    cpio = initramfs(workdir, memloop)
+    cpio = sht.build_initramfs(workdir, [], init=INIT, binaries=[memloop])
     results = {True: [], False: []}
     for _ in range(runs):
         for host in (False, True):

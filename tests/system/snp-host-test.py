@@ -311,16 +311,18 @@ def resolve_modules(moddir, names):
     return order
 
 
-def build_initramfs(out, modules, last=()):
-    """busybox, the init above, @modules [(name, bytes)] loaded in order,
-    then the .ko files @last."""
+def build_initramfs(out, modules, last=(), init=INIT, binaries=()):
+    """busybox, @init (the init above), @modules [(name, bytes)] loaded in
+    order, then the .ko files @last; @binaries go to /bin."""
     root = os.path.join(out, "initramfs")
     shutil.rmtree(root, ignore_errors=True)
     for d in ("bin", "proc", "sys", "dev", "lib/modules/last"):
         os.makedirs(os.path.join(root, d))
     shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    for path in binaries:
+        shutil.copy(path, os.path.join(root, "bin"))
     with open(os.path.join(root, "init"), "w") as f:
-        f.write(INIT)
+        f.write(init)
     os.chmod(os.path.join(root, "init"), 0o755)
     # busybox insmod takes the module file as is (init_module, no
     # decompression): modules are stored decompressed

@@ -112,13 +112,11 @@ void sev_firmware_reset(SevFirmware *fw);
 
 /*
  * Run command @cmd with its command buffer at @buf (0 for the commands
- * that take none): the status for the mailbox.  Never fails otherwise:
- * an unknown command is SEV_RET_INVALID_COMMAND.
+ * that take none): the status for the mailbox.  Never fails otherwise.
+ * SEV_RET_INVALID_COMMAND means exactly "not implemented": no command
+ * that is returns it.
  */
 uint16_t sev_firmware_command(SevFirmware *fw, uint8_t cmd, uint64_t buf);
-
-/* Is @cmd a command this firmware implements? */
-bool sev_firmware_known(uint8_t cmd);
 
 /* The command's name in Linux's enum sev_cmd (NULL if it has none here) */
 const char *sev_firmware_command_name(uint8_t cmd);
