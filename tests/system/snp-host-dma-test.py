@@ -198,6 +198,7 @@ def check_qmp_fault(tag, faults, devid, iova, spa, io_page_size, check_size,
 def run(qemu, vmlinuz, initrd, workdir, tag, nohuge=False, psp=False):
     m = DmaMachine(qemu, vmlinuz, initrd, workdir,
                    "amd_iommu=nohugepages" if nohuge else "", psp)
+    ok = False
     try:
         m.wait_for(r"snp-host-dma-test: init")
         done = m.wait_for(r"snp-host-dma-test: done")
@@ -352,9 +353,10 @@ def run(qemu, vmlinuz, initrd, workdir, tag, nohuge=False, psp=False):
               "(%d expected)" % (tag, len(lines), len(faults), want))
         print("%s: %.1f s to the end of the checks" % (tag, done))
         m.release()
+        ok = True
     finally:
         m.close(os.path.join(workdir, "console-%s.log" % tag))
-        if sht.failures:
+        if sht.failures or not ok:
             print("\n".join("console: " + l for l in m.console[-60:]))
 
 
@@ -370,8 +372,7 @@ def main():
     t0 = time.time()
     vmlinuz, moddir = sht.fetch_612(cache)
     ko = build_module(cache, workdir)
-    sht.INIT = INIT
-    initrd = sht.build_initramfs(workdir, [], [ko])
+    initrd = sht.build_initramfs(workdir, [], [ko], init=INIT)
     run(qemu, vmlinuz, initrd, workdir, "default")
     run(qemu, vmlinuz, initrd, workdir, "nohugepages", nohuge=True)
     pspdir = os.path.join(workdir, "psp")
@@ -380,7 +381,7 @@ def main():
     with open(args, "w") as f:
         f.write("psp=1\n")
     initrd = sht.build_initramfs(pspdir, sht.resolve_modules(
-        moddir, sht.MODULES), [ko, args])
+        moddir, sht.MODULES), [ko, args], init=INIT)
     run(qemu, vmlinuz, initrd, pspdir, "psp", psp=True)
     print("snp-host-dma-test: %d failures, %.0f s" %
           (len(sht.failures), time.time() - t0))
