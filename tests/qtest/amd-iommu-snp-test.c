@@ -1598,6 +1598,39 @@ static void test_edu_dma_out_of_range(void)
 }
 
 /*
+ * edu's factorial register (docs/specs/edu.rst: 0x08 takes n and gives
+ * back n!, computed while status bit 0x01 is set) holds n! modulo 2^32.
+ * The expected values are Python's math.factorial(n) % 2**32; from n = 34
+ * on it is 0.  n = 0xffffffff used to take 2^32 multiplications, seconds
+ * of a host core: every fuzzing input could stall QEMU that long.  A
+ * second is 100 times what 34 multiplications and a thread wake-up take.
+ */
+static void test_edu_factorial(void)
+{
+    static const struct {
+        uint32_t n, fact;
+    } cases[] = {
+        { 0, 1 }, { 12, 0x1c8cfc00 }, { 13, 0x7328cc00 },
+        { 33, 0x80000000 }, { 34, 0 }, { 0xffffffff, 0 },
+    };
+    TestState *s = test_start(false, NULL);
+
+    for (int i = 0; i < ARRAY_SIZE(cases); i++) {
+        gint64 deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
+
+        qpci_io_writel(s->edu, s->edu_bar, EDU_FACT, cases[i].n);
+        while (qpci_io_readl(s->edu, s->edu_bar, EDU_STATUS) &
+               EDU_STATUS_COMPUTING) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            g_usleep(1000);
+        }
+        g_assert_cmphex(qpci_io_readl(s->edu, s->edu_bar, EDU_FACT), ==,
+                        cases[i].fact);
+    }
+    test_end(s);
+}
+
+/*
  * The 2023 RMP #PF (thread "iommu/amd: Introduce Protection-domain flag
  * VFIO"), narrated: "make demo" runs this case alone.
  */
@@ -2095,6 +2128,7 @@ int main(int argc, char **argv)
     qtest_add_func("/amd-iommu/inval-all-rereads-dte",
                    test_inval_all_rereads_dte);
     qtest_add_func("/edu/dma-out-of-range", test_edu_dma_out_of_range);
+    qtest_add_func("/edu/factorial", test_edu_factorial);
     qtest_add_func("/amd-iommu/tables-in-own-mmio", test_tables_in_own_mmio);
     qtest_add_func("/amd-iommu/evtlog-new-base", test_evtlog_new_base);
     qtest_add_func("/amd-iommu-snp/reset-forgets-tables",

@@ -58,17 +58,20 @@ INIT = r"""#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
-echo "snp-host-dma-test: init"
+# The markers go through printk: a record reaches the console whole, where
+# an echo to the console can be split by a kernel message printed meanwhile
+say() { echo "$*" > /dev/kmsg; }
+say "snp-host-dma-test: init"
 for m in /lib/modules/*.ko; do
     [ -e "$m" ] || continue
     insmod "$m"
-    echo "snp-host-dma-test: insmod ${m##*/}: $?"
+    say "snp-host-dma-test: insmod ${m##*/}: $?"
 done
 for m in /lib/modules/last/*.ko; do
     insmod "$m" $(cat "${m%.ko}.args" 2>/dev/null)
-    echo "snp-host-dma-test: insmod ${m##*/}: $?"
+    say "snp-host-dma-test: insmod ${m##*/}: $?"
 done
-echo "snp-host-dma-test: done"
+say "snp-host-dma-test: done"
 read -t 120 line
 poweroff -f
 """

@@ -95,27 +95,30 @@ INIT = r"""#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
-echo "snp-host-test: init"
+# The markers go through printk: a record reaches the console whole, where
+# an echo to the console can be split by a kernel message printed meanwhile
+say() { echo "$*" > /dev/kmsg; }
+say "snp-host-test: init"
 for m in /lib/modules/*.ko; do
     [ -e "$m" ] || continue
     insmod "$m" $(cat "${m%.ko}.args" 2>/dev/null)
-    echo "snp-host-test: insmod ${m##*/}: $?"
+    say "snp-host-test: insmod ${m##*/}: $?"
 done
 for c in /dev/cpu/[0-9]*; do
     [ -e "$c/msr" ] || continue
     n=${c#/dev/cpu/}
     v=$(dd if=$c/msr bs=8 count=1 skip=$((0xC0010010)) iflag=skip_bytes \
         2>/dev/null | od -An -tx8 | tr -d ' ')
-    echo "snp-host-test: cpu $n syscfg 0x$v"
+    say "snp-host-test: cpu $n syscfg 0x$v"
 done
-echo "snp-host-test: modules loaded"
+say "snp-host-test: modules loaded"
 # last: a module that may oops (the RMP #PF), killing its insmod
 for m in /lib/modules/last/*.ko; do
     [ -e "$m" ] || continue
     insmod "$m"
-    echo "snp-host-test: insmod ${m##*/}: $?"
+    say "snp-host-test: insmod ${m##*/}: $?"
 done
-echo "snp-host-test: done"
+say "snp-host-test: done"
 read -t 120 line
 poweroff -f
 """
