@@ -77,7 +77,9 @@ class Fork:
                 "-serial", "unix:%s,server=on,wait=off" % self.inner_qmp_path,
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
                 "-kernel", kernel, "-initrd", initrd,
-                "-append", "console=ttyS0 panic=-1 quiet loglevel=4" +
+                # no_timer_check: as in snp-host-test.py
+                "-append", "console=ttyS0 panic=-1 quiet loglevel=4 "
+                "no_timer_check" +
                 (" snp_inner=%s" % inner if inner else "") +
                 (" " + append if append else ""),
                 "-object", "snp-rmp,id=rmp0",
