@@ -35,6 +35,7 @@ SPDX-License-Identifier: GPL-2.0-or-later
 """
 
 import argparse
+import collections
 import glob
 import json
 import os
@@ -489,10 +490,7 @@ class Runner:
         # boundary (PCI Express Base Specification, 2.2.7: a memory request
         # must not cross a 4-KB boundary), so a DMA over n 4K pages is n
         # requests: at most one event for each page it touches.
-        pages = {}
-        for e in evs:
-            page = e["data"]["iova"] >> 12
-            pages[page] = pages.get(page, 0) + 1
+        pages = collections.Counter(e["data"]["iova"] >> 12 for e in evs)
         first, last = op["addr"] >> 12, (op["addr"] + max(cnt, 1) - 1) >> 12
         if any(n > 1 for n in pages.values()) or \
                 any(p < first or p > last for p in pages):

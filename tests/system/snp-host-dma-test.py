@@ -53,18 +53,7 @@ spec.loader.exec_module(sht)
 # FlushByASID; DecodeAssists is added (docs amd-iommu-snp-host.rst)
 CPU = "EPYC-Genoa-v2,-hypervisor,+decodeassists"
 
-INIT = r"""#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs dev /dev
-# The markers go through printk: a record reaches the console whole, where
-# an echo to the console can be split by a kernel message printed meanwhile
-# (level 4, under the console's 7: do not boot these with "quiet")
-say() {
-    if [ -c /dev/kmsg ]; then echo "$*" > /dev/kmsg; else echo "$*"; fi
-}
-say "snp-host-dma-test: init"
+INIT = sht.INIT_PRELUDE + r"""say "snp-host-dma-test: init"
 for m in /lib/modules/*.ko; do
     [ -e "$m" ] || continue
     insmod "$m"

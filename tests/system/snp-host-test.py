@@ -90,7 +90,8 @@ SYSCFG_MEM_ENCRYPT = 1 << 23
 SYSCFG_SNP_EN = 1 << 24
 SYSCFG_VMPL_EN = 1 << 25
 
-INIT = r"""#!/bin/busybox sh
+# The start of every test init: busybox, /proc, /sys, /dev and say()
+INIT_PRELUDE = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -101,7 +102,9 @@ mount -t devtmpfs dev /dev
 say() {
     if [ -c /dev/kmsg ]; then echo "$*" > /dev/kmsg; else echo "$*"; fi
 }
-say "snp-host-test: init"
+"""
+
+INIT = INIT_PRELUDE + r"""say "snp-host-test: init"
 for m in /lib/modules/*.ko; do
     [ -e "$m" ] || continue
     insmod "$m" $(cat "${m%.ko}.args" 2>/dev/null)
