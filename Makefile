@@ -43,9 +43,8 @@ DIFFFUZZ_SEEDED = --seed 1 --programs 60 --minimize 0
 FUZZ_BLD  = $(BUILD)/qemu-fuzz
 # make fuzz runs this long (seconds); the default is a long campaign
 FUZZ_TIME ?= 28800
-# generic-fuzz workers, and how often each restarts to load the others' finds
+# generic-fuzz workers (they share one corpus)
 FUZZ_JOBS ?= 1
-FUZZ_CHUNK ?= 900
 
 # A non-x86 system emulator and QEMU's tools (configure --other)
 OTHER_BLD = $(BUILD)/qemu-other
@@ -205,8 +204,7 @@ build-fuzz: build-asan
 	ninja -C $(FUZZ_BLD) qemu-fuzz-x86_64
 
 fuzz: build-fuzz
-	@FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_CHUNK=$(FUZZ_CHUNK) \
-	    scripts/fuzz.sh $(CURDIR)/$(BUILD) $(FUZZ_TIME)
+	@FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh $(CURDIR)/$(BUILD) $(FUZZ_TIME)
 
 bench: testbed
 	$(CORE_BLD)/bench-snp-rmp
