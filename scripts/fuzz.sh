@@ -58,7 +58,7 @@ collect() {
         case $name in
         slow-unit-*)
             mkdir -p "$out/generic-slow"
-            mv "$a" "$out/generic-slow/" ;;
+            mv "$a" "$out/generic-slow/$name" ;;
         *)
             mv "$a" "$out/generic-crashes/$name"
             echo "$name" ;;
@@ -69,19 +69,23 @@ collect() {
 # One generic-fuzz worker.  libFuzzer re-reads the shared corpus directory
 # every second (-reload=1, its default), so the workers take up each
 # other's finds; a run ends early only on a crash, and then the worker
-# starts another one.  Its figures: generic-W.result, "EXECUTIONS CRASHES
-# SECONDS".
+# starts another one.  Its figures: generic-W.result, "EXECUTIONS DEATHS
+# SECONDS" (DEATHS: runs that ended with no reproducer), and the names of
+# its reproducers in generic-W.found.  TERM (from stop) ends it, counted.
 generic() {
     w=$1
     log="$out/generic-$w.log"
     run="$out/generic-$w.run"
     art="$out/generic-$w-"
     execs=0
-    crashes=0
+    deaths=0
     n=0
+    fp=
+    halt=
+    trap 'halt=1; [ -z "$fp" ] || kill -KILL "$fp" 2>/dev/null' TERM
     : > "$log"
-    collect "$art" > /dev/null     # left by a run that was killed
-    while :; do
+    : > "$out/generic-$w.found"
+    while [ -z "$halt" ]; do
         left=$(( total - ($(date +%s) - start) ))
         [ "$left" -gt 0 ] || break
         n=$((n + 1))
@@ -90,98 +94,137 @@ generic() {
             -print_final_stats=1 -timeout=20 -rss_limit_mb=8192 \
             -artifact_prefix="$art" -close_fd_mask=1 \
             "$out/generic-corpus" $seeds > "$run" 2>&1 &
-        echo $! > "$out/generic-$w.pid"
-        wait $!
+        fp=$!
+        [ -z "$halt" ] || kill -KILL "$fp" 2>/dev/null
+        waitfor "$fp"
         rc=$?
+        fp=
         cat "$run" >> "$log"
-        # libFuzzer prints its final stats on a crash too; if it died
-        # before, count up to its last status line
-        e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run")
-        [ -n "$e" ] || e=$(grep -o '^#[0-9]*' "$run" | tail -1 | tr -d '#')
-        execs=$((execs + ${e:-0}))
-        echo "=== run $n: exit $rc, ${e:-0} executions" >> "$log"
+        # libFuzzer prints its final stats on a crash too (twice on a
+        # UBSan report); if it was killed, count up to its last status line
+        e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run" | tail -n 1)
+        [ -n "$e" ] || e=$(grep -o '^#[0-9]*' "$run" | tail -n 1 | tr -d '#')
+        case $e in '' | *[!0-9]*) e=0 ;; esac
+        execs=$((execs + e))
+        echo "=== run $n: exit $rc, $e executions" >> "$log"
         found=$(collect "$art")
         if [ -n "$found" ]; then
-            crashes=$((crashes + 1))
             echo "generic-fuzz: worker $w: $found" >> "$log"
             # libFuzzer keeps no crashing input in the corpus: a second
             # crash on the same input is a seed that crashes every start
-            if grep -qx "$found" "$out/generic-$w.found" 2>/dev/null; then
+            if echo "$found" | grep -qxF -f "$out/generic-$w.found"; then
                 echo "generic-fuzz: worker $w stops: $found again"
                 break
             fi
             echo "$found" >> "$out/generic-$w.found"
+        elif [ -n "$halt" ] || [ "$rc" = 72 ]; then
+            break           # stopped, or libFuzzer's own Ctrl-C exit
         elif [ "$rc" != 0 ]; then
             echo "generic-fuzz: worker $w stops: libFuzzer exited $rc" \
                  "with no reproducer (log: $log)"
-            crashes=$((crashes + 1))
+            deaths=$((deaths + 1))
             break
         else
             break
         fi
     done
-    echo "$execs $crashes $(( $(date +%s) - start ))" \
+    echo "$execs $deaths $(( $(date +%s) - start ))" \
         > "$out/generic-$w.result"
 }
 
-# Ctrl-C or kill: stop the workers (so that they start nothing new), then
-# their fuzzers
-stop() {
-    trap - INT TERM
-    [ -z "$gpids" ] || kill $gpids 2>/dev/null
-    for p in "$out"/generic-*.pid; do
-        [ -e "$p" ] && kill -KILL "$(cat "$p")" 2>/dev/null
+# waitfor PID: wait until the child PID has ended, even when a trap
+# interrupted the wait (status above 128 while it still runs); its status
+waitfor() {
+    while :; do
+        wait "$1"
+        st=$?
+        [ "$st" -gt 128 ] && kill -0 "$1" 2>/dev/null || return "$st"
     done
-    exit 130
 }
 
-gpids=
+# Ctrl-C or kill: stop the fuzzers, then sum up what they did
+interrupted=
+pypid=
+workers=
+stop() {
+    trap '' INT TERM
+    interrupted=1
+    [ -z "$pypid" ] || kill -INT "$pypid" 2>/dev/null
+    for wp in $workers; do
+        [ -e "$out/generic-${wp%:*}.result" ] || kill -TERM "${wp#*:}" 2>/dev/null
+    done
+}
 trap stop INT TERM
-rm -f "$out"/generic-*.result "$out"/generic-*.pid "$out"/generic-*.found
+
+rm -f "$out"/generic-*.result "$out"/generic-*.found "$out"/generic-*.pid
+for a in "$out"/generic-[0-9]*-*; do
+    [ -e "$a" ] || continue
+    mv "$a" "$out/generic-crashes/${a#"$out"/generic-[0-9]*-}"
+    echo "generic-fuzz: left by an earlier run: $a"
+done
 if [ -x "$fuzzer" ]; then
     w=0
     while [ "$w" -lt "$jobs" ]; do
         w=$((w + 1))
         generic "$w" &
-        gpids="$gpids $!"
+        workers="$workers $w:$!"
     done
 else
     echo "fuzz.sh: $fuzzer is missing (make fuzz builds it)" >&2
 fi
 
+# python FUZZER ARGS...: run it so that the trap can stop it (in the
+# background, where dash would ignore SIGINT for it: env restores it)
+python() {
+    env --default-signal=INT /usr/bin/python3 "$@" &
+    pypid=$!
+    waitfor "$pypid"
+    pypid=
+}
+
 # -- 2. differential fuzzer, then the QMP fuzzer --------------------------
 asan="$build/qemu-asan/qemu-system-x86_64"
 echo "fuzz.sh: seed $seed, $total s (generic-fuzz, $jobs workers) and" \
      "$half s + $half s (difffuzz, qmpfuzz)"
-/usr/bin/python3 "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
+: > "$out/difffuzz.log"
+: > "$out/qmpfuzz.log"
+python "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
     --seed "$seed" --programs 1000000000 --time "$half" --minimize 60 \
     > "$out/difffuzz.log" 2>&1
 grep -E '^(CRASH|MISMATCH)' "$out/difffuzz.log" | sed 's/^/difffuzz: /'
-/usr/bin/python3 "$top/tests/fuzz/qmpfuzz.py" --qemu "$asan" \
-    --seed "$seed" --time "$half" --out "$out/qmpfuzz" \
-    > "$out/qmpfuzz.log" 2>&1
+[ -n "$interrupted" ] || \
+    python "$top/tests/fuzz/qmpfuzz.py" --qemu "$asan" \
+        --seed "$seed" --time "$half" --out "$out/qmpfuzz" \
+        > "$out/qmpfuzz.log" 2>&1
 grep -E '^(CRASH|MISMATCH|reproducer)' "$out/qmpfuzz.log" | \
     sed 's/^/qmpfuzz: /'
 
 execs=0
 crashes=0
 secs=0
-if [ -n "$gpids" ]; then
-    wait $gpids
+if [ -x "$fuzzer" ]; then
+    for wp in $workers; do
+        waitfor "${wp#*:}"
+    done
+    deaths=0
     w=0
     while [ "$w" -lt "$jobs" ]; do
         w=$((w + 1))
-        e= c= t=
-        [ -s "$out/generic-$w.result" ] && read e c t < "$out/generic-$w.result"
-        if [ -z "$c" ]; then
+        e= d= t=
+        [ -s "$out/generic-$w.result" ] && read e d t < "$out/generic-$w.result"
+        if [ -z "$t" ]; then
             echo "fuzz.sh: generic-fuzz worker $w left no result" \
                  "(log: $out/generic-$w.log)"
-            c=1
+            d=1
         fi
-        execs=$((execs + ${e:-0})) crashes=$((crashes + c))
+        execs=$((execs + ${e:-0})) deaths=$((deaths + d))
         [ "${t:-0}" -le "$secs" ] || secs=$t
     done
+    # a crash is a reproducer: the same one found twice is one
+    found=$(cat "$out"/generic-*.found 2>/dev/null | sort -u)
+    crashes=$(( deaths + $(echo "$found" | grep -c .) ))
 else
+    found=
     crashes=1
 fi
 {
@@ -190,8 +233,8 @@ fi
          "($(( execs / (secs > 0 ? secs : 1) )) exec/s), $crashes crashes"
 } > "$out/generic.result"
 sed -n '2p' "$out/generic.result"
-for f in "$out"/generic-crashes/*; do
-    [ -e "$f" ] && echo "generic-fuzz: reproducer $f"
+for f in $found; do
+    echo "generic-fuzz: reproducer $out/generic-crashes/$f"
 done
 grep '^throughput' "$out/difffuzz.log" | sed 's/^/difffuzz: /'
 grep '^throughput' "$out/qmpfuzz.log" | sed 's/^/qmpfuzz: /'
@@ -199,8 +242,11 @@ grep '^throughput' "$out/qmpfuzz.log" | sed 's/^/qmpfuzz: /'
 N=0 M=0 K=0
 counts=
 for r in "$out/generic.result" "$out/difffuzz.log" "$out/qmpfuzz.log"; do
-    line=$(grep '^fuzz: ' "$r" | tail -1)
-    if [ -z "$line" ]; then
+    line=$(grep '^fuzz: ' "$r" | tail -n 1)
+    if [ -z "$line" ] && [ -n "$interrupted" ]; then
+        counts="$counts 0"          # stopped before it could sum up
+        continue
+    elif [ -z "$line" ]; then
         echo "fuzz.sh: $(basename "$r") has no result line (log: $r)"
         M=$((M + 1))
         counts="$counts 0"
@@ -216,10 +262,11 @@ done
 # (SECONDS as run; GENERIC, DIFFERENTIAL, QMP: executions, programs)
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $(( $(date +%s) - start )) $jobs$counts" \
      "$M $K" >> "$out/campaign.tally"
-awk '{ n++; s += $2; g += $4; d += $5; q += $6; m += $7; k += $8 }
+awk 'NF == 8 { n++; s += $2; g += $4; d += $5; q += $6; m += $7; k += $8 }
      END { printf "campaign: %d runs, %.0f s: %.0f generic-fuzz " \
                   "executions, %.0f differential programs, %.0f QMP " \
                   "programs, %.0f crashes, %.0f mismatches " \
                   "(tally: %s)\n", n, s, g, d, q, m, k, FILENAME }' \
     "$out/campaign.tally"
+[ -z "$interrupted" ] || echo "fuzz.sh: interrupted"
 echo "fuzz: $N executions, $M crashes, $K mismatches"
