@@ -156,7 +156,7 @@ stop() {
 }
 trap stop INT TERM
 
-rm -f "$out"/generic-*.result "$out"/generic-*.found "$out"/generic-*.pid
+rm -f "$out"/generic-*.result "$out"/generic-*.found
 for a in "$out"/generic-[0-9]*-*; do
     [ -e "$a" ] || continue
     mv "$a" "$out/generic-crashes/${a#"$out"/generic-[0-9]*-}"
