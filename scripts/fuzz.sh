@@ -31,6 +31,26 @@ done
 top=$(cd "$(dirname "$0")/.." && pwd)
 out="$build/fuzz"
 mkdir -p "$out/generic-corpus" "$out/generic-crashes"
+rm -f "$out/generic.stop"
+
+# Ctrl-C or kill: stop the fuzzers, then sum up what they did
+interrupted=
+pypid=
+workers=
+stop() {
+    trap '' INT TERM
+    interrupted=1
+    : > "$out/generic.stop"
+    [ -z "$pypid" ] || kill -INT "$pypid" 2>/dev/null
+    halt_workers
+}
+halt_workers() {
+    for wp in $workers; do
+        [ -e "$out/generic-${wp%:*}.result" ] || kill -TERM "${wp#*:}" 2>/dev/null
+    done
+}
+trap stop INT TERM
+
 seed=${FUZZ_SEED:-$(date +%s)}
 half=$(( (total + 1) / 2 ))
 start=$(date +%s)
@@ -48,21 +68,26 @@ fuzzer="$build/qemu-fuzz/qemu-fuzz-x86_64"
 seeds="$top/tests/fuzz/corpus/generic-fuzz-amd-iommu-snp"
 [ -d "$seeds" ] || seeds=
 
-# collect PREFIX: move what a libFuzzer run left under PREFIX to
-# generic-crashes/ (a slow unit, -report_slow_units, is wall clock and no
-# crash: generic-slow/); print the names of the crash reproducers
+# keep FILE NAME: file a libFuzzer artifact under its NAME: a slow unit
+# (-report_slow_units: wall clock, no crash) in generic-slow/, a crash
+# reproducer in generic-crashes/, and print a reproducer's name
+keep() {
+    case $2 in
+    slow-unit-*)
+        mkdir -p "$out/generic-slow"
+        mv "$1" "$out/generic-slow/$2" ;;
+    *)
+        mv "$1" "$out/generic-crashes/$2"
+        echo "$2" ;;
+    esac
+}
+
+# collect PREFIX: keep what a libFuzzer run left under PREFIX; print the
+# names of the crash reproducers
 collect() {
     for a in "$1"*; do
         [ -e "$a" ] || continue
-        name=${a#"$1"}
-        case $name in
-        slow-unit-*)
-            mkdir -p "$out/generic-slow"
-            mv "$a" "$out/generic-slow/$name" ;;
-        *)
-            mv "$a" "$out/generic-crashes/$name"
-            echo "$name" ;;
-        esac
+        keep "$a" "${a#"$1"}"
     done
 }
 
@@ -83,12 +108,16 @@ generic() {
     fp=
     halt=
     trap 'halt=1; [ -z "$fp" ] || kill -KILL "$fp" 2>/dev/null' TERM
+    # a TERM that came before this trap, in the fork, can be lost: stop()
+    # leaves generic.stop first, so one of the two reaches the worker
+    [ ! -e "$out/generic.stop" ] || halt=1
     : > "$log"
     : > "$out/generic-$w.found"
     while [ -z "$halt" ]; do
         left=$(( total - ($(date +%s) - start) ))
         [ "$left" -gt 0 ] || break
         n=$((n + 1))
+        : > "$run"
         # -timeout: a hang of one input (while holding the BQL) is a crash
         "$fuzzer" --fuzz-target=generic-fuzz -max_total_time="$left" \
             -print_final_stats=1 -timeout=20 -rss_limit_mb=8192 \
@@ -142,33 +171,22 @@ waitfor() {
     done
 }
 
-# Ctrl-C or kill: stop the fuzzers, then sum up what they did
-interrupted=
-pypid=
-workers=
-stop() {
-    trap '' INT TERM
-    interrupted=1
-    [ -z "$pypid" ] || kill -INT "$pypid" 2>/dev/null
-    for wp in $workers; do
-        [ -e "$out/generic-${wp%:*}.result" ] || kill -TERM "${wp#*:}" 2>/dev/null
-    done
-}
-trap stop INT TERM
-
 rm -f "$out"/generic-*.result "$out"/generic-*.found
 for a in "$out"/generic-[0-9]*-*; do
     [ -e "$a" ] || continue
-    mv "$a" "$out/generic-crashes/${a#"$out"/generic-[0-9]*-}"
-    echo "generic-fuzz: left by an earlier run: $a"
+    f=$(keep "$a" "${a#"$out"/generic-[0-9]*-}")
+    [ -z "$f" ] || \
+        echo "generic-fuzz: left by an earlier run: $out/generic-crashes/$f"
 done
 if [ -x "$fuzzer" ]; then
     w=0
-    while [ "$w" -lt "$jobs" ]; do
+    while [ "$w" -lt "$jobs" ] && [ -z "$interrupted" ]; do
         w=$((w + 1))
         generic "$w" &
         workers="$workers $w:$!"
     done
+    # stopped between a fork and its entry in $workers
+    [ -z "$interrupted" ] || halt_workers
 else
     echo "fuzz.sh: $fuzzer is missing (make fuzz builds it)" >&2
 fi
@@ -188,9 +206,10 @@ echo "fuzz.sh: seed $seed, $total s (generic-fuzz, $jobs workers) and" \
      "$half s + $half s (difffuzz, qmpfuzz)"
 : > "$out/difffuzz.log"
 : > "$out/qmpfuzz.log"
-python "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
-    --seed "$seed" --programs 1000000000 --time "$half" --minimize 60 \
-    > "$out/difffuzz.log" 2>&1
+[ -n "$interrupted" ] || \
+    python "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
+        --seed "$seed" --programs 1000000000 --time "$half" --minimize 60 \
+        > "$out/difffuzz.log" 2>&1
 grep -E '^(CRASH|MISMATCH)' "$out/difffuzz.log" | sed 's/^/difffuzz: /'
 [ -n "$interrupted" ] || \
     python "$top/tests/fuzz/qmpfuzz.py" --qemu "$asan" \
@@ -207,12 +226,16 @@ if [ -x "$fuzzer" ]; then
         waitfor "${wp#*:}"
     done
     deaths=0
-    w=0
-    while [ "$w" -lt "$jobs" ]; do
-        w=$((w + 1))
+    for wp in $workers; do
+        w=${wp%:*}
         e= d= t=
         [ -s "$out/generic-$w.result" ] && read e d t < "$out/generic-$w.result"
-        if [ -z "$t" ]; then
+        if [ -z "$t" ] && [ -n "$interrupted" ]; then
+            # a TERM before its trap was set: ours, no crash
+            echo "fuzz.sh: generic-fuzz worker $w was stopped before it" \
+                 "could sum up"
+            d=0
+        elif [ -z "$t" ]; then
             echo "fuzz.sh: generic-fuzz worker $w left no result" \
                  "(log: $out/generic-$w.log)"
             d=1

@@ -257,7 +257,8 @@ def example(name):
 
 
 def dev_domain(qemu, kernel, initrd, work):
-    """The development example, with this build's paths."""
+    """The development example, with this build's paths and
+    no_timer_check appended to its kernel command line."""
     ET.register_namespace("qemu", QEMU_NS)
     tree = ET.parse(example("amd-iommu-snp-libvirt.xml"))
     dom = tree.getroot()
