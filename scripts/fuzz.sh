@@ -178,6 +178,7 @@ for a in "$out"/generic-[0-9]*-*; do
     [ -z "$f" ] || \
         echo "generic-fuzz: left by an earlier run: $out/generic-crashes/$f"
 done
+started=0
 if [ -x "$fuzzer" ]; then
     w=0
     while [ "$w" -lt "$jobs" ] && [ -z "$interrupted" ]; do
@@ -187,6 +188,7 @@ if [ -x "$fuzzer" ]; then
     done
     # stopped between a fork and its entry in $workers
     [ -z "$interrupted" ] || halt_workers
+    started=$(echo $workers | wc -w)
 else
     echo "fuzz.sh: $fuzzer is missing (make fuzz builds it)" >&2
 fi
@@ -196,6 +198,7 @@ fi
 python() {
     env --default-signal=INT /usr/bin/python3 "$@" &
     pypid=$!
+    [ -z "$interrupted" ] || kill -INT "$pypid" 2>/dev/null
     waitfor "$pypid"
     pypid=
 }
@@ -222,16 +225,18 @@ execs=0
 crashes=0
 secs=0
 if [ -x "$fuzzer" ]; then
+    ended=
     for wp in $workers; do
         waitfor "${wp#*:}"
+        ended="$ended ${wp%:*}:$?"
     done
     deaths=0
-    for wp in $workers; do
-        w=${wp%:*}
+    for ws in $ended; do
+        w=${ws%:*}
         e= d= t=
         [ -s "$out/generic-$w.result" ] && read e d t < "$out/generic-$w.result"
-        if [ -z "$t" ] && [ -n "$interrupted" ]; then
-            # a TERM before its trap was set: ours, no crash
+        if [ -z "$t" ] && [ "${ws#*:}" = 143 ]; then
+            # our TERM, before its trap was set: no crash
             echo "fuzz.sh: generic-fuzz worker $w was stopped before it" \
                  "could sum up"
             d=0
@@ -252,7 +257,7 @@ else
 fi
 {
     echo "fuzz: $execs executions, $crashes crashes, 0 mismatches"
-    echo "generic-fuzz: $execs executions in $secs s by $jobs workers" \
+    echo "generic-fuzz: $execs executions in $secs s by $started workers" \
          "($(( execs / (secs > 0 ? secs : 1) )) exec/s), $crashes crashes"
 } > "$out/generic.result"
 sed -n '2p' "$out/generic.result"
@@ -283,7 +288,7 @@ done
 # campaign.tally, one line per run:
 #   DATE SECONDS JOBS GENERIC DIFFERENTIAL QMP CRASHES MISMATCHES
 # (SECONDS as run; GENERIC, DIFFERENTIAL, QMP: executions, programs)
-echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $(( $(date +%s) - start )) $jobs$counts" \
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $(( $(date +%s) - start )) $started$counts" \
      "$M $K" >> "$out/campaign.tally"
 awk 'NF == 8 { n++; s += $2; g += $4; d += $5; q += $6; m += $7; k += $8 }
      END { printf "campaign: %d runs, %.0f s: %.0f generic-fuzz " \
