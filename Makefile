@@ -59,7 +59,8 @@ TESTBED   = /usr/bin/python3 tests/system/testbed.py \
 .PHONY: all build testbed demo demo-qtest check check-unit check-qtest check-tsan \
         check-system bench checkpatch clean build-asan check-asan \
         check-asan-unit check-asan-qtest check-asan-difffuzz \
-        check-asan-qmpfuzz build-fuzz fuzz check-build-other install \
+        check-asan-qmpfuzz build-fuzz fuzz check-fuzz-script \
+        check-build-other install \
         uninstall check-install check-libvirt check-snp-host \
         check-snp-host-psp check-snp-host-dma check-svm
 
@@ -104,7 +105,7 @@ check-system: testbed
 check: check-unit check-qtest check-system check-snp-host check-snp-host-psp \
        check-snp-host-dma check-svm \
        check-install \
-       check-libvirt check-asan check-tsan
+       check-libvirt check-asan check-tsan check-fuzz-script
 
 # The SVM features TCG implements for KVM's SEV support (NRIPS,
 # DecodeAssists, FlushByASID, LBRV), on a bare-metal test kernel
@@ -205,6 +206,12 @@ build-fuzz: build-asan
 
 fuzz: build-fuzz
 	@FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh $(CURDIR)/$(BUILD) $(FUZZ_TIME)
+
+# How make fuzz ends (deadlines, Ctrl-C, kill, crash counting: fake
+# fuzzers), and the real Python fuzzers on SIGINT and SIGTERM
+check-fuzz-script: build
+	/usr/bin/python3 tests/fuzz/fuzz-sh-test.py \
+	    --qemu $(QEMU_BLD)/qemu-system-x86_64
 
 bench: testbed
 	$(CORE_BLD)/bench-snp-rmp

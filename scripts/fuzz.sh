@@ -5,17 +5,21 @@
 #      + snp-rmp, built with clang, ASan and UBSan (BUILD/qemu-fuzz), for
 #      SECONDS, in FUZZ_JOBS workers (default 1) that share one corpus;
 #   2. at the same time, on another core, the differential fuzzer
-#      (tests/fuzz/difffuzz.py) for SECONDS/2 and then the QMP fuzzer
-#      (tests/fuzz/qmpfuzz.py) for SECONDS/2, both against the ASan+UBSan
-#      build (BUILD/qemu-asan).
+#      (tests/fuzz/difffuzz.py) for the first half of SECONDS and then the
+#      QMP fuzzer (tests/fuzz/qmpfuzz.py) for the rest, both against the
+#      ASan+UBSan build (BUILD/qemu-asan).
 #
-# Everything found is kept under BUILD/fuzz/ (logs, the grown generic-fuzz
-# corpus, one reproducer per crash).  The last line is always
+# SECONDS bounds the run: each fuzzer gets SIGINT at its deadline
+# (timeout(1)) and sums up, libFuzzer too while it still replays its
+# corpus, which it does before it ever looks at -max_total_time.  Everything found is kept
+# under BUILD/fuzz/ (logs, the grown generic-fuzz corpus, one reproducer
+# per crash).  The last line is always
 #   fuzz: N executions, M crashes, K mismatches
 # (N: libFuzzer inputs + differential programs + QMP programs; M: crashing
-# inputs or programs; K: unexplained mismatches).  The line before it,
-# "campaign: ...", sums every run so far (BUILD/fuzz/campaign.tally, one
-# line per run), so that a campaign can be spread over many runs.
+# inputs or programs; K: unexplained mismatches), also when SIGINT or
+# SIGTERM stops the run early.  The line before it, "campaign: ...", sums
+# every run so far (BUILD/fuzz/campaign.tally, one line per run), so that
+# a campaign can be spread over many runs.
 # FUZZ_SEED=S makes the two Python fuzzers repeatable (default: the time).
 set -u
 build=${1-}
@@ -31,7 +35,19 @@ done
 top=$(cd "$(dirname "$0")/.." && pwd)
 out="$build/fuzz"
 mkdir -p "$out/generic-corpus" "$out/generic-crashes"
-rm -f "$out/generic.stop"
+# nothing an earlier run left may be read as this run's
+rm -f "$out/generic.stop" "$out/generic.result" "$out"/generic-*.result \
+      "$out"/generic-*.found
+: > "$out/difffuzz.log"
+: > "$out/qmpfuzz.log"
+start=$(date +%s)
+
+# clock: set $now to the time.  A signal to the whole process group can
+# kill date; $now is then the start, and only a stop's path follows.
+clock() {
+    now=$(date +%s)
+    case $now in '' | *[!0-9]*) now=$start ;; esac
+}
 
 # Ctrl-C or kill: stop the fuzzers, then sum up what they did
 interrupted=
@@ -51,9 +67,8 @@ halt_workers() {
 }
 trap stop INT TERM
 
-seed=${FUZZ_SEED:-$(date +%s)}
+seed=${FUZZ_SEED:-$start}
 half=$(( (total + 1) / 2 ))
-start=$(date +%s)
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:symbolize=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -96,7 +111,10 @@ collect() {
 # other's finds; a run ends early only on a crash, and then the worker
 # starts another one.  Its figures: generic-W.result, "EXECUTIONS DEATHS
 # SECONDS" (DEATHS: runs that ended with no reproducer), and the names of
-# its reproducers in generic-W.found.  TERM (from stop) ends it, counted.
+# its reproducers in generic-W.found.  A stop (generic.stop, then TERM
+# from stop()) ends it, counted.  TERM is ignored, and so by its sed, grep
+# and mv, except while it waits for libFuzzer: a TERM to the whole group
+# (timeout(1) around make) must not kill what counts and keeps the finds.
 generic() {
     w=$1
     log="$out/generic-$w.log"
@@ -105,32 +123,36 @@ generic() {
     execs=0
     deaths=0
     n=0
-    fp=
-    halt=
-    trap 'halt=1; [ -z "$fp" ] || kill -KILL "$fp" 2>/dev/null' TERM
-    # a TERM that came before this trap, in the fork, can be lost: stop()
-    # leaves generic.stop first, so one of the two reaches the worker
-    [ ! -e "$out/generic.stop" ] || halt=1
+    trap '' TERM
     : > "$log"
     : > "$out/generic-$w.found"
-    while [ -z "$halt" ]; do
-        left=$(( total - ($(date +%s) - start) ))
+    while [ ! -e "$out/generic.stop" ]; do
+        clock
+        left=$(( start + total - now ))
         [ "$left" -gt 0 ] || break
         n=$((n + 1))
         : > "$run"
-        # -timeout: a hang of one input (while holding the BQL) is a crash
-        "$fuzzer" --fuzz-target=generic-fuzz -max_total_time="$left" \
+        # -timeout: a hang of one input (while holding the BQL) is a
+        # crash.  timeout(1) sends SIGINT at the deadline (libFuzzer sums
+        # up and exits 72), SIGKILL if it has not ended 30 s later; it
+        # runs libFuzzer in a process group of its own, which only this
+        # worker signals.
+        timeout --preserve-status -s INT -k 30 "$left" \
+            "$fuzzer" --fuzz-target=generic-fuzz -max_total_time="$left" \
             -print_final_stats=1 -timeout=20 -rss_limit_mb=8192 \
             -artifact_prefix="$art" -close_fd_mask=1 \
             "$out/generic-corpus" $seeds > "$run" 2>&1 &
         fp=$!
-        [ -z "$halt" ] || kill -KILL "$fp" 2>/dev/null
+        trap 'kill -INT "$fp" 2>/dev/null' TERM
+        # a stop that came before this trap left generic.stop first
+        [ ! -e "$out/generic.stop" ] || kill -INT "$fp" 2>/dev/null
         waitfor "$fp"
         rc=$?
-        fp=
+        trap '' TERM
         cat "$run" >> "$log"
-        # libFuzzer prints its final stats on a crash too (twice on a
-        # UBSan report); if it was killed, count up to its last status line
+        # libFuzzer prints its final stats on a crash and on SIGINT too
+        # (twice on a UBSan report); if it was killed, count up to its
+        # last status line
         e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run" | tail -n 1)
         [ -n "$e" ] || e=$(grep -o '^#[0-9]*' "$run" | tail -n 1 | tr -d '#')
         case $e in '' | *[!0-9]*) e=0 ;; esac
@@ -146,19 +168,17 @@ generic() {
                 break
             fi
             echo "$found" >> "$out/generic-$w.found"
-        elif [ -n "$halt" ] || [ "$rc" = 72 ]; then
-            break           # stopped, or libFuzzer's own Ctrl-C exit
-        elif [ "$rc" != 0 ]; then
+        elif [ "$rc" = 0 ] || [ "$rc" = 72 ]; then
+            break           # its time is up, or stopped (SIGINT: 72)
+        else
             echo "generic-fuzz: worker $w stops: libFuzzer exited $rc" \
                  "with no reproducer (log: $log)"
             deaths=$((deaths + 1))
             break
-        else
-            break
         fi
     done
-    echo "$execs $deaths $(( $(date +%s) - start ))" \
-        > "$out/generic-$w.result"
+    clock
+    echo "$execs $deaths $(( now - start ))" > "$out/generic-$w.result"
 }
 
 # waitfor PID: wait until the child PID has ended, even when a trap
@@ -171,32 +191,52 @@ waitfor() {
     done
 }
 
-rm -f "$out"/generic-*.result "$out"/generic-*.found
 for a in "$out"/generic-[0-9]*-*; do
     [ -e "$a" ] || continue
     f=$(keep "$a" "${a#"$out"/generic-[0-9]*-}")
     [ -z "$f" ] || \
         echo "generic-fuzz: left by an earlier run: $out/generic-crashes/$f"
 done
+echo "fuzz.sh: seed $seed, $total s (generic-fuzz, $jobs workers) and" \
+     "$half s + $((total - half)) s (difffuzz, qmpfuzz)"
 started=0
 if [ -x "$fuzzer" ]; then
+    inputs=0
+    for f in "$out/generic-corpus"/* $seeds; do
+        [ ! -e "$f" ] || inputs=$((inputs + 1))
+    done
+    [ "$inputs" = 0 ] || \
+        echo "fuzz.sh: generic-fuzz first replays its corpus ($inputs" \
+             "inputs, each one an execution); a short run may end within it"
     w=0
     while [ "$w" -lt "$jobs" ] && [ -z "$interrupted" ]; do
         w=$((w + 1))
         generic "$w" &
         workers="$workers $w:$!"
+        started=$((started + 1))
     done
     # stopped between a fork and its entry in $workers
     [ -z "$interrupted" ] || halt_workers
-    started=$(echo $workers | wc -w)
 else
     echo "fuzz.sh: $fuzzer is missing (make fuzz builds it)" >&2
 fi
 
-# python FUZZER ARGS...: run it so that the trap can stop it (in the
-# background, where dash would ignore SIGINT for it: env restores it)
+# python DEADLINE FUZZER ARGS...: run FUZZER until DEADLINE: --time, and
+# SIGINT from timeout(1) for the program that runs then (the fuzzer sums
+# up on SIGINT or SIGTERM).  timeout runs it in a process group of its
+# own, so that only stop() signals it, once.
 python() {
-    env --default-signal=INT /usr/bin/python3 "$@" &
+    d=$1
+    shift
+    clock
+    [ -z "$interrupted" ] || return 0
+    left=$(( d - now ))
+    if [ "$left" -le 0 ]; then
+        echo "fuzz.sh: no time left to start it"
+        echo "fuzz: 0 executions, 0 crashes, 0 mismatches"
+        return 0
+    fi
+    timeout -s INT -k 60 "$left" /usr/bin/python3 "$@" --time "$left" &
     pypid=$!
     [ -z "$interrupted" ] || kill -INT "$pypid" 2>/dev/null
     waitfor "$pypid"
@@ -205,31 +245,31 @@ python() {
 
 # -- 2. differential fuzzer, then the QMP fuzzer --------------------------
 asan="$build/qemu-asan/qemu-system-x86_64"
-echo "fuzz.sh: seed $seed, $total s (generic-fuzz, $jobs workers) and" \
-     "$half s + $half s (difffuzz, qmpfuzz)"
-: > "$out/difffuzz.log"
-: > "$out/qmpfuzz.log"
-[ -n "$interrupted" ] || \
-    python "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
-        --seed "$seed" --programs 1000000000 --time "$half" --minimize 60 \
-        > "$out/difffuzz.log" 2>&1
+python $((start + half)) "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
+    --seed "$seed" --programs 1000000000 --minimize 60 \
+    > "$out/difffuzz.log" 2>&1
+python $((start + total)) "$top/tests/fuzz/qmpfuzz.py" --qemu "$asan" \
+    --seed "$seed" --out "$out/qmpfuzz" > "$out/qmpfuzz.log" 2>&1
+
+ended=
+for wp in $workers; do
+    waitfor "${wp#*:}"
+    ended="$ended ${wp%:*}:$?"
+done
+
+# -- the sum-up --------------------------------------------------------------
+# Every fuzzer has ended.  From here on INT and TERM are ignored, by this
+# shell and by what it runs (grep, sort, awk): a late Ctrl-C, or the TERM
+# that timeout(1) sends to the whole process group, must not cut the sum
+# short.  It takes well under a second.
+trap '' INT TERM
 grep -E '^(CRASH|MISMATCH)' "$out/difffuzz.log" | sed 's/^/difffuzz: /'
-[ -n "$interrupted" ] || \
-    python "$top/tests/fuzz/qmpfuzz.py" --qemu "$asan" \
-        --seed "$seed" --time "$half" --out "$out/qmpfuzz" \
-        > "$out/qmpfuzz.log" 2>&1
 grep -E '^(CRASH|MISMATCH|reproducer)' "$out/qmpfuzz.log" | \
     sed 's/^/qmpfuzz: /'
-
 execs=0
 crashes=0
 secs=0
 if [ -x "$fuzzer" ]; then
-    ended=
-    for wp in $workers; do
-        waitfor "${wp#*:}"
-        ended="$ended ${wp%:*}:$?"
-    done
     deaths=0
     for ws in $ended; do
         w=${ws%:*}
@@ -250,7 +290,10 @@ if [ -x "$fuzzer" ]; then
     done
     # a crash is a reproducer: the same one found twice is one
     found=$(cat "$out"/generic-*.found 2>/dev/null | sort -u)
-    crashes=$(( deaths + $(echo "$found" | grep -c .) ))
+    crashes=$deaths
+    for f in $found; do
+        crashes=$((crashes + 1))
+    done
 else
     found=
     crashes=1

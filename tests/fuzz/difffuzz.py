@@ -9,7 +9,8 @@ compared after every operation.
 
 The last line is always ``fuzz: N executions, M crashes, K mismatches``
 (K: mismatches that known-divergences.txt does not explain).  Exit status
-is non-zero on a crash, a hang or an unexplained mismatch.
+is non-zero on a crash, a hang or an unexplained mismatch.  SIGINT or
+SIGTERM ends it the same way, without the program that ran at that moment.
 
 SPDX-License-Identifier: GPL-2.0-or-later
 """
@@ -591,7 +592,7 @@ class Runner:
         # DIFFFUZZ_QEMU_ARGS: extra arguments when debugging one program
         # (for example "-trace amdvi_*")
         args += os.environ.get("DIFFFUZZ_QEMU_ARGS", "").split()
-        q = qtest.QEMU(self.qemu_bin, args, timeout=self.timeout)
+        q = self.q = qtest.QEMU(self.qemu_bin, args, timeout=self.timeout)
         # edu: BAR0, memory + bus master
         q.pci_writel(EDU_DEVFN, 0x10, EDU_BAR)
         q.pci_writew(EDU_DEVFN, 0x04, 0x6)
@@ -616,7 +617,6 @@ class Runner:
                     ptr = (hdr >> 8) & 0xff
                 break
         efr = q.readq(IOMMU_BASE + am.MMIO_EFR)
-        self.q = q
         self.m = Model(RAM_SIZE, self.snp, EDU_DEVID, npcache=npcache,
                        efr=efr)
         self.hcmd_tail = 0
@@ -1086,15 +1086,19 @@ class Runner:
 
     def run(self, setup, ops):
         """Run a program; returns None, or raises Mismatch/Crash."""
-        self.start()
-        cur = None
+        self.q = None
+        cur = (-1, ("start",))
         try:
+            self.start()
             for i, op in enumerate(setup + ops):
                 cur = (i - len(setup), op)
                 self.run_op(op)
             cur = (len(ops), ("final",))
             self.final_compare()
         except (qtest.QEMUHang, qtest.QEMUDied) as e:
+            if self.q is None:      # it did not come up
+                raise Crash("%s:start" % ("hang" if isinstance(
+                    e, qtest.QEMUHang) else "crash"), str(e))
             rc = self.q.exit_status()
             what = "hang" if isinstance(e, qtest.QEMUHang) and rc is None \
                 else "crash(rc=%s)" % rc
@@ -1106,8 +1110,9 @@ class Runner:
             e.op = cur[1]
             raise
         finally:
-            self.qtest_ops = self.q.ops
-            self.q.close()
+            if self.q is not None:
+                self.qtest_ops = self.q.ops
+                self.q.close()
 
 
 # ---------------------------------------------------------------------------
@@ -1174,6 +1179,8 @@ def minimize(args, snp, setup, ops, category, budget_s):
         while i < len(cur) and time.monotonic() - t0 < budget_s:
             cand = cur[:i] + cur[i + chunk:]
             e, _ = run_once(args, snp, setup, cand)
+            if qtest.stopped_by is not None:
+                return cur          # stopped: the smallest one so far
             if e is not None and e.category == category:
                 cur = cand
                 changed = True
@@ -1214,6 +1221,7 @@ def main():
     tol, known = split_known(load_known(args.known))
     TOLERATE[:] = tol
     tolerated = {}
+    qtest.stop_on_signals()
 
     t0 = time.monotonic()
     execs = crashes = unexplained = 0
@@ -1224,12 +1232,17 @@ def main():
     for idx in idxs:
         if args.time and time.monotonic() - t0 > args.time:
             break
+        if qtest.stopped_by is not None:
+            break
         snp = {"on": True, "off": False}.get(args.snp, idx % 2 == 1)
         rng = random.Random(args.seed * 1000003 + idx)
         gen = Generator(rng, snp, avoid)
         setup, ops = gen.program(args.ops)
         tseen = set()
+        kills = qtest.kills
         e, n = run_once(args, snp, setup, ops, tseen)
+        if qtest.kills != kills:
+            break               # a stop killed its QEMU: it did not finish
         for t in tseen:
             k = ("on" if snp else "off", t.split(" ")[1])
             if k not in tolerated:
@@ -1279,6 +1292,9 @@ def main():
             break
     el = time.monotonic() - t0
     print("=" * 72)
+    if qtest.stopped_by is not None:
+        print("stopped by signal %d; a program cut short is not counted" %
+              qtest.stopped_by)
     if tolerated:
         print("tolerated event differences (snp, programs, what, first):")
         for (snp, what), (cnt, first) in sorted(tolerated.items()):

@@ -29,7 +29,8 @@ Findings:
   than one SNP_RMP_FAULT event.
 Each finding is written as a replayable program (--out, one JSON op per
 line).  The last line is always
-``fuzz: N executions, M crashes, K mismatches`` (N: programs).
+``fuzz: N executions, M crashes, K mismatches`` (N: programs).  SIGINT or
+SIGTERM ends it the same way, without the program that ran at that moment.
 
 SPDX-License-Identifier: GPL-2.0-or-later
 """
@@ -40,6 +41,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -356,9 +358,16 @@ class Runner:
     def start(self, extra=()):
         q = qtest.QEMU(self.args.qemu, QEMU_ARGS + list(extra),
                        timeout=self.args.timeout)
-        q.pci_writel(EDU_DEVFN, 0x10, EDU_BAR)
-        q.pci_writew(EDU_DEVFN, 0x04, 0x6)
+        try:
+            q.pci_writel(EDU_DEVFN, 0x10, EDU_BAR)
+            q.pci_writew(EDU_DEVFN, 0x04, 0x6)
+        except BaseException:
+            q.close()
+            raise
         return q
+
+    def close(self):
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def crash(self, q, what):
         time.sleep(0.2)
@@ -605,11 +614,14 @@ def minimize(runner, prog, f, budget):
     if getattr(f, "op_index", None) is not None:
         prog = prog[:f.op_index + 1]
     i = 0
-    while i < len(prog) and time.monotonic() - t0 < budget:
+    while i < len(prog) and time.monotonic() - t0 < budget and \
+            qtest.stopped_by is None:
         cand = prog[:i] + prog[i + 1:]
         try:
             runner.run(cand)
         except Finding as g:
+            if qtest.stopped_by is not None:
+                break           # stopped: the smallest one so far
             if (g.kind, g.what.split(" at op")[0].split(" (rc")[0]) == key:
                 prog = cand
                 continue
@@ -636,6 +648,13 @@ def main():
     args = ap.parse_args()
 
     runner = Runner(args)
+    try:
+        return fuzz(args, runner)
+    finally:
+        runner.close()
+
+
+def fuzz(args, runner):
     if args.replay:
         with open(args.replay) as fh:
             prog = [json.loads(ln) for ln in fh
@@ -651,6 +670,7 @@ def main():
                 f.kind == "crash", f.kind == "mismatch"))
             return 1
 
+    qtest.stop_on_signals()
     rng = random.Random(args.seed)
     gen = Generator(rng)
     corpus = load_corpus(args.corpus)
@@ -664,6 +684,8 @@ def main():
                 break
         elif idx >= args.programs:
             break
+        if qtest.stopped_by is not None:
+            break
         if idx < len(corpus):
             name, prog = corpus[idx]
         elif corpus and rng.random() < 0.3:
@@ -675,36 +697,44 @@ def main():
             prog = gen.program(args.ops)
             name = "gen"
         idx += 1
+        kills = qtest.kills
         try:
-            cmds += runner.run(prog)
-            execs += 1
+            n, f = runner.run(prog), None
+        except Finding as found:
+            n, f = 0, found
+        if qtest.kills != kills:
+            break               # a stop killed its QEMU: it did not finish
+        execs += 1
+        cmds += n
+        if f is None:
             if args.verbose:
                 print("program %d (%s): ok" % (idx - 1, name))
             continue
-        except Finding as f:
-            execs += 1
-            key = (f.kind, f.what.split(" at op")[0].split(" (rc")[0])
-            if f.kind == "crash":
-                crashes += 1
-            else:
-                mismatches += 1
-            if key in seen:
-                seen[key] += 1
-                continue
-            seen[key] = 1
-            mini = minimize(runner, prog, f, args.minimize)
-            path = save(args.out, "%s-%d-%d" % (f.kind, args.seed, idx - 1),
-                        mini, f)
-            print("=" * 72)
-            print("%s: %s (program %d, %s)" % (f.kind.upper(), f.what,
-                                               idx - 1, name))
-            print("\n".join((f.detail or "").strip().splitlines()[-25:]))
-            print("reproducer (%d ops): %s" % (len(mini), path))
-            print("  replay: %s --qemu %s --replay %s" % (
-                sys.argv[0], args.qemu, path))
-            sys.stdout.flush()
+        key = (f.kind, f.what.split(" at op")[0].split(" (rc")[0])
+        if f.kind == "crash":
+            crashes += 1
+        else:
+            mismatches += 1
+        if key in seen:
+            seen[key] += 1
+            continue
+        seen[key] = 1
+        mini = minimize(runner, prog, f, args.minimize)
+        path = save(args.out, "%s-%d-%d" % (f.kind, args.seed, idx - 1),
+                    mini, f)
+        print("=" * 72)
+        print("%s: %s (program %d, %s)" % (f.kind.upper(), f.what,
+                                           idx - 1, name))
+        print("\n".join((f.detail or "").strip().splitlines()[-25:]))
+        print("reproducer (%d ops): %s" % (len(mini), path))
+        print("  replay: %s --qemu %s --replay %s" % (
+            sys.argv[0], args.qemu, path))
+        sys.stdout.flush()
     el = time.monotonic() - t0
     print("=" * 72)
+    if qtest.stopped_by is not None:
+        print("stopped by signal %d; a program cut short is not counted" %
+              qtest.stopped_by)
     print("commands (succeeded/refused): " + ", ".join(
         "%s %d/%d" % (c, o, e) for c, (o, e) in sorted(runner.stats.items())))
     for (kind, what), n in sorted(seen.items()):

@@ -41,6 +41,32 @@ class QMPError(Exception):
         self.err = err
 
 
+# The QEMUs of this process that are not closed yet, and how many of them
+# a stop signal has killed (see stop_on_signals)
+_running = set()
+kills = 0
+stopped_by = None
+
+
+def _stop(signum, frame):
+    global kills, stopped_by
+    stopped_by = signum
+    for q in list(_running):
+        if q.kill():
+            kills += 1
+
+
+def stop_on_signals():
+    """Make SIGINT and SIGTERM stop the fuzzer cleanly, not with a
+    traceback: they kill every QEMU of this process (its own session, so
+    they get no signal of the terminal), whatever waits on one returns at
+    once, and stopped_by says that the caller should sum up and end.  A
+    program whose QEMU was killed so (kills changed) did not finish and is
+    not counted.  Later QEMUs are killed as they start."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _stop)
+
+
 class QEMU:
     """One QEMU process under qtest, with its QMP monitor."""
 
@@ -65,20 +91,28 @@ class QEMU:
                                      stdout=subprocess.DEVNULL,
                                      stderr=self._stderr,
                                      start_new_session=True)
+        _running.add(self)
+        if stopped_by is not None:
+            self.kill()
         self.ops = 0
-        try:
-            self.qs = self._accept(lq)
-            self.ms = self._accept(lm)
-        finally:
-            lq.close()
-            lm.close()
         self.qbuf = b""
         self.mbuf = b""
         self.events = []
-        greeting = self._qmp_read()
-        if "QMP" not in greeting:
-            raise QEMUDied("no QMP greeting: %r" % greeting)
-        self.qmp("qmp_capabilities")
+        # a QEMU that does not come up (or a stop) must not outlive this
+        try:
+            try:
+                self.qs = self._accept(lq)
+                self.ms = self._accept(lm)
+            finally:
+                lq.close()
+                lm.close()
+            greeting = self._qmp_read()
+            if "QMP" not in greeting:
+                raise QEMUDied("no QMP greeting: %r" % greeting)
+            self.qmp("qmp_capabilities")
+        except BaseException:
+            self.close()
+            raise
 
     # -- plumbing --------------------------------------------------------
     def _listen(self, path):
@@ -121,7 +155,11 @@ class QEMU:
             r, _, _ = select.select([sock], [], [], left)
             if not r:
                 continue
-            data = sock.recv(1 << 20)
+            try:
+                data = sock.recv(1 << 20)
+            except OSError as e:            # ECONNRESET: it died
+                setattr(self, bufname, buf)
+                raise QEMUDied("socket: %s" % e)
             if not data:
                 setattr(self, bufname, buf)
                 raise QEMUDied("socket closed")
@@ -245,18 +283,25 @@ class QEMU:
     def alive(self):
         return self.proc.poll() is None
 
+    def kill(self):
+        """SIGKILL this QEMU if it still runs; whether it did."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            return False
+        return True
+
     def close(self):
+        _running.discard(self)
         for s in (getattr(self, "qs", None), getattr(self, "ms", None)):
             if s:
                 try:
                     s.close()
                 except OSError:
                     pass
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        self.kill()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
