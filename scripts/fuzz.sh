@@ -9,7 +9,7 @@
 #      QMP fuzzer (tests/fuzz/qmpfuzz.py) for the rest, both against the
 #      ASan+UBSan build (BUILD/qemu-asan).
 #
-# SECONDS bounds the run: each fuzzer gets SIGINT at its deadline
+# SECONDS bounds the run: each fuzzer gets SIGTERM at its deadline
 # (timeout(1)) and sums up, libFuzzer too while it still replays its
 # corpus, which it does before it ever looks at -max_total_time.  Everything found is kept
 # under BUILD/fuzz/ (logs, the grown generic-fuzz corpus, one reproducer
@@ -36,7 +36,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 out="$build/fuzz"
 mkdir -p "$out/generic-corpus" "$out/generic-crashes"
 # nothing an earlier run left may be read as this run's
-rm -f "$out/generic.stop" "$out/generic.result" "$out"/generic-*.result \
+rm -f "$out/fuzz.stop" "$out/generic.result" "$out"/generic-*.result \
       "$out"/generic-*.found
 : > "$out/difffuzz.log"
 : > "$out/qmpfuzz.log"
@@ -56,8 +56,8 @@ workers=
 stop() {
     trap '' INT TERM
     interrupted=1
-    : > "$out/generic.stop"
-    [ -z "$pypid" ] || kill -INT "$pypid" 2>/dev/null
+    : > "$out/fuzz.stop"
+    [ -z "$pypid" ] || kill -TERM "$pypid" 2>/dev/null
     halt_workers
 }
 halt_workers() {
@@ -97,6 +97,9 @@ keep() {
     esac
 }
 
+# what starts a report of ASan, UBSan or libFuzzer (a crash, a hang)
+report='ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:'
+
 # collect PREFIX: keep what a libFuzzer run left under PREFIX; print the
 # names of the crash reproducers
 collect() {
@@ -111,10 +114,14 @@ collect() {
 # other's finds; a run ends early only on a crash, and then the worker
 # starts another one.  Its figures: generic-W.result, "EXECUTIONS DEATHS
 # SECONDS" (DEATHS: runs that ended with no reproducer), and the names of
-# its reproducers in generic-W.found.  A stop (generic.stop, then TERM
+# its reproducers in generic-W.found.  A stop (fuzz.stop, then TERM
 # from stop()) ends it, counted.  TERM is ignored, and so by its sed, grep
-# and mv, except while it waits for libFuzzer: a TERM to the whole group
+# and mv, except while it runs libFuzzer: a TERM to the whole group
 # (timeout(1) around make) must not kill what counts and keeps the finds.
+#
+# Every stop and deadline reaches libFuzzer as SIGTERM, which it sums up
+# on (exit 72), like SIGINT; a TERM that comes before libFuzzer has set
+# its handler ends it (143), and that is a stop too, not a crash.
 generic() {
     w=$1
     log="$out/generic-$w.log"
@@ -126,31 +133,40 @@ generic() {
     trap '' TERM
     : > "$log"
     : > "$out/generic-$w.found"
-    while [ ! -e "$out/generic.stop" ]; do
+    while [ ! -e "$out/fuzz.stop" ]; do
         clock
         left=$(( start + total - now ))
         [ "$left" -gt 0 ] || break
         n=$((n + 1))
         : > "$run"
         # -timeout: a hang of one input (while holding the BQL) is a
-        # crash.  timeout(1) sends SIGINT at the deadline (libFuzzer sums
-        # up and exits 72), SIGKILL if it has not ended 30 s later; it
-        # runs libFuzzer in a process group of its own, which only this
-        # worker signals.
-        timeout --preserve-status -s INT -k 30 "$left" \
+        # crash.  timeout(1) sends TERM at the deadline, KILL if
+        # libFuzzer has not ended 30 s later; it runs libFuzzer in a
+        # process group of its own, which only this worker signals.
+        fp=
+        trap '[ -z "$fp" ] || kill -TERM "$fp" 2>/dev/null' TERM
+        spawn timeout --preserve-status -k 30 "$left" \
             "$fuzzer" --fuzz-target=generic-fuzz -max_total_time="$left" \
             -print_final_stats=1 -timeout=20 -rss_limit_mb=8192 \
             -artifact_prefix="$art" -close_fd_mask=1 \
-            "$out/generic-corpus" $seeds > "$run" 2>&1 &
+            "$out/generic-corpus" $seeds > "$run" 2>&1
         fp=$!
-        trap 'kill -INT "$fp" 2>/dev/null' TERM
-        # a stop that came before this trap left generic.stop first
-        [ ! -e "$out/generic.stop" ] || kill -INT "$fp" 2>/dev/null
+        # a stop that came before $fp was set left fuzz.stop first
+        [ ! -e "$out/fuzz.stop" ] || kill -TERM "$fp" 2>/dev/null
         waitfor "$fp"
         rc=$?
         trap '' TERM
+        reap "$fp" KILL
+        clock
+        # stopped, or its time is up: libFuzzer summed up on our TERM
+        # (72), or our TERM came before its handler (143)
+        cut=
+        if [ -e "$out/fuzz.stop" ] || [ "$now" -ge $((start + total)) ]
+        then
+            case $rc in 72 | 143) cut=1 ;; esac
+        fi
         cat "$run" >> "$log"
-        # libFuzzer prints its final stats on a crash and on SIGINT too
+        # libFuzzer prints its final stats on a crash and on SIGTERM too
         # (twice on a UBSan report); if it was killed, count up to its
         # last status line
         e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run" | tail -n 1)
@@ -168,8 +184,14 @@ generic() {
                 break
             fi
             echo "$found" >> "$out/generic-$w.found"
-        elif [ "$rc" = 0 ] || [ "$rc" = 72 ]; then
-            break           # its time is up, or stopped (SIGINT: 72)
+        elif [ -n "$cut" ] && grep -qE "$report" "$run"; then
+            # the stop cut a crash report short, before its reproducer
+            echo "generic-fuzz: worker $w: a crash report with no" \
+                 "reproducer (log: $log)"
+            deaths=$((deaths + 1))
+            break
+        elif [ "$rc" = 0 ] || [ -n "$cut" ]; then
+            break           # its time is up, or stopped
         else
             echo "generic-fuzz: worker $w stops: libFuzzer exited $rc" \
                  "with no reproducer (log: $log)"
@@ -179,6 +201,29 @@ generic() {
     done
     clock
     echo "$execs $deaths $(( now - start ))" > "$out/generic-$w.result"
+}
+
+# spawn COMMAND...: run COMMAND in the background ($!) so that a stop
+# cannot be lost: stop() leaves fuzz.stop, then sends TERM.  A TERM that
+# comes before the subshell has reset the trap it inherited is lost, but
+# fuzz.stop is there by then; one that comes after ends it (143) until
+# COMMAND (timeout(1)) has set its handler, which passes it on.  (Not
+# SIGINT: a background command starts with SIGINT ignored.)
+spawn() {
+    (
+        trap - TERM
+        [ ! -e "$out/fuzz.stop" ] || exit 143
+        exec "$@"
+    ) &
+}
+
+# reap PID SIGNAL: end what is left of the process group that timeout(1)
+# PID made.  coreutils 9.1's timeout can exit on a TERM that comes just
+# after its fork() and leave its command running, orphaned.  A Python
+# fuzzer sums up on TERM and stops its QEMUs; libFuzzer gets KILL, so that
+# the inputs it forked end with it.
+reap() {
+    kill -s "$2" -- "-$1" 2>/dev/null
 }
 
 # waitfor PID: wait until the child PID has ended, even when a trap
@@ -202,11 +247,11 @@ echo "fuzz.sh: seed $seed, $total s (generic-fuzz, $jobs workers) and" \
 started=0
 if [ -x "$fuzzer" ]; then
     inputs=0
-    for f in "$out/generic-corpus"/* $seeds; do
+    for f in "$out/generic-corpus"/* ${seeds:+"$seeds"/*}; do
         [ ! -e "$f" ] || inputs=$((inputs + 1))
     done
     [ "$inputs" = 0 ] || \
-        echo "fuzz.sh: generic-fuzz first replays its corpus ($inputs" \
+        echo "fuzz.sh: generic-fuzz first replays corpus and seeds ($inputs" \
              "inputs, each one an execution); a short run may end within it"
     w=0
     while [ "$w" -lt "$jobs" ] && [ -z "$interrupted" ]; do
@@ -222,12 +267,14 @@ else
 fi
 
 # python DEADLINE FUZZER ARGS...: run FUZZER until DEADLINE: --time, and
-# SIGINT from timeout(1) for the program that runs then (the fuzzer sums
-# up on SIGINT or SIGTERM).  timeout runs it in a process group of its
-# own, so that only stop() signals it, once.
+# a TERM from timeout(1) for the program that runs then (the fuzzer sums
+# up on SIGINT or SIGTERM); $pyrc: its status (124: the deadline came).
+# timeout runs it in a process group of its own, so that only stop()
+# signals it, once.
 python() {
     d=$1
     shift
+    pyrc=
     clock
     [ -z "$interrupted" ] || return 0
     left=$(( d - now ))
@@ -236,10 +283,12 @@ python() {
         echo "fuzz: 0 executions, 0 crashes, 0 mismatches"
         return 0
     fi
-    timeout -s INT -k 60 "$left" /usr/bin/python3 "$@" --time "$left" &
+    spawn timeout -k 60 "$left" /usr/bin/python3 "$@" --time "$left"
     pypid=$!
-    [ -z "$interrupted" ] || kill -INT "$pypid" 2>/dev/null
+    [ -z "$interrupted" ] || kill -TERM "$pypid" 2>/dev/null
     waitfor "$pypid"
+    pyrc=$?
+    reap "$pypid" TERM
     pypid=
 }
 
@@ -248,8 +297,10 @@ asan="$build/qemu-asan/qemu-system-x86_64"
 python $((start + half)) "$top/tests/fuzz/difffuzz.py" --qemu "$asan" \
     --seed "$seed" --programs 1000000000 --minimize 60 \
     > "$out/difffuzz.log" 2>&1
+diffrc=$pyrc
 python $((start + total)) "$top/tests/fuzz/qmpfuzz.py" --qemu "$asan" \
     --seed "$seed" --out "$out/qmpfuzz" > "$out/qmpfuzz.log" 2>&1
+qmprc=$pyrc
 
 ended=
 for wp in $workers; do
@@ -312,9 +363,11 @@ grep '^throughput' "$out/qmpfuzz.log" | sed 's/^/qmpfuzz: /'
 
 N=0 M=0 K=0
 counts=
-for r in "$out/generic.result" "$out/difffuzz.log" "$out/qmpfuzz.log"; do
+for rr in generic.result:0 difffuzz.log:$diffrc qmpfuzz.log:$qmprc; do
+    r=$out/${rr%:*}
     line=$(grep '^fuzz: ' "$r" | tail -n 1)
-    if [ -z "$line" ] && [ -n "$interrupted" ]; then
+    if [ -z "$line" ] && { [ -n "$interrupted" ] || [ "${rr#*:}" = 124 ]; }
+    then
         counts="$counts 0"          # stopped before it could sum up
         continue
     elif [ -z "$line" ]; then

@@ -1239,10 +1239,10 @@ def main():
         gen = Generator(rng, snp, avoid)
         setup, ops = gen.program(args.ops)
         tseen = set()
-        kills = qtest.kills
         e, n = run_once(args, snp, setup, ops, tseen)
-        if qtest.kills != kills:
-            break               # a stop killed its QEMU: it did not finish
+        if qtest.stopped_by is not None and not (
+                isinstance(e, Crash) and qtest.crash_report(e.detail)):
+            break               # a stop cut it short: it did not finish
         for t in tseen:
             k = ("on" if snp else "off", t.split(" ")[1])
             if k not in tolerated:

@@ -47,6 +47,14 @@ prefix = [a.split("=", 1)[1] for a in sys.argv if
 count = 0
 
 
+def record(n):
+    """What ran, for the test (atomically: a SIGKILL may come)."""
+    path = os.path.join(state, "lf-%d" % os.getpid())
+    with open(path + ".tmp", "w") as f:
+        f.write("%d\n" % n)
+    os.replace(path + ".tmp", path)
+
+
 def finish(code, interrupted=False):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -54,8 +62,7 @@ def finish(code, interrupted=False):
         print("==%d== libFuzzer: run interrupted; exiting" % os.getpid())
     print("stat::number_of_executed_units: %d" % count)
     sys.stdout.flush()
-    with open(os.path.join(state, "lf-%d" % os.getpid()), "w") as f:
-        f.write("%d\n" % count)
+    record(count)
     open(os.path.join(state, "ended-lf-%d" % os.getpid()), "w").close()
     os._exit(code)
 
@@ -69,17 +76,28 @@ def crash(name, n):
     finish(1)
 
 
-signal.signal(signal.SIGINT, lambda s, f: finish(72, True))
-signal.signal(signal.SIGTERM, lambda s, f: finish(72, True))
+# real libFuzzer sets its handlers only once QEMU is up (about 0.5 s):
+# until then SIGINT and SIGTERM have their default action
+record(0)
+time.sleep(float(os.environ.get("FAKE_LF_START", "0")))
+
+
+def stopped(signum, frame):
+    if mode == "report-on-stop":    # an ASan report the stop cuts short
+        print("==%d==ERROR: AddressSanitizer: heap-buffer-overflow on "
+              "address 0x602000000011" % os.getpid())
+    finish(72, True)
+
+
+signal.signal(signal.SIGINT, stopped)
+signal.signal(signal.SIGTERM, stopped)
 started = os.path.join(state, "started-" + os.path.basename(prefix))
 first = not os.path.exists(started)
 open(started, "w").close()
-if mode == "replay":            # a corpus that takes longer than the run
+if mode in ("replay", "report-on-stop"):    # longer than the run
     while True:
         count += 1
-        # what ran, even if a SIGKILL comes before the final stats
-        with open(os.path.join(state, "lf-%d" % os.getpid()), "w") as f:
-            f.write("%d\n" % count)
+        record(count)           # what ran, if a SIGKILL comes
         if count % 64 == 0:
             print("#%d\tpulse  cov: 1 ft: 1 corp: 1/1b" % count)
             sys.stdout.flush()
@@ -92,8 +110,7 @@ elif mode == "die":
     count = 7
     print("#7\tINITED cov: 1 ft: 1 corp: 1/1b")
     sys.stdout.flush()
-    with open(os.path.join(state, "lf-%d" % os.getpid()), "w") as f:
-        f.write("7\n")
+    record(7)
     open(os.path.join(state, "ended-lf-%d" % os.getpid()), "w").close()
     os.kill(os.getpid(), signal.SIGKILL)
 time.sleep(0.2)
@@ -184,6 +201,40 @@ class Failure(Exception):
     pass
 
 
+def running_under(path):
+    """Processes (but this one) whose command line names @path."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if path in cmd:
+            found.append((int(pid), cmd))
+    return found
+
+
+def kill_under(path):
+    for pid, _ in running_under(path):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def check_nothing_left(path, what):
+    """Fail (and kill them) if processes that name @path still run."""
+    time.sleep(0.3)
+    left = running_under(path)
+    if left:
+        kill_under(path)
+        raise Failure("%s: left running:\n%s" % (
+            what, "\n".join("%d: %s" % p for p in left)))
+
+
 class Sandbox:
     """A copy of the tree with fake fuzzers, and one run of fuzz.sh."""
 
@@ -241,7 +292,7 @@ class Sandbox:
             out, _ = self.proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.kill_leftovers()
+            kill_under(self.dir)
             out, _ = self.proc.communicate()
             raise Failure("fuzz.sh still ran after %d s:\n%s" %
                           (limit, out.decode(errors="replace")[-2000:]))
@@ -249,35 +300,17 @@ class Sandbox:
         self.out = out.decode(errors="replace")
         return self.out
 
-    def leftovers(self):
-        """Processes (but this one) whose command line names the sandbox."""
-        found = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if self.dir in cmd:
-                found.append("%s: %s" % (pid, cmd))
-        return found
-
-    def kill_leftovers(self):
-        for p in self.leftovers():
-            try:
-                os.kill(int(p.split(":")[0]), signal.SIGKILL)
-            except OSError:
-                pass
-
     def ran(self):
         """Executions the fakes did, by what they wrote."""
         n = 0
         for f in os.listdir(self.state):
-            if f.startswith("lf-") or f.startswith("py-"):
+            if (f.startswith("lf-") or f.startswith("py-")) and \
+                    not f.endswith(".tmp"):
                 with open(os.path.join(self.state, f)) as fh:
-                    n += int(fh.read())
+                    text = fh.read()
+                if not text.strip().isdigit():
+                    raise Failure("a fake left %s: %r" % (f, text))
+                n += int(text)
         return n
 
     def check_end(self, executions, crashes, mismatches=0):
@@ -292,11 +325,7 @@ class Sandbox:
             raise Failure("%s, expected %d executions, %d crashes, %d "
                           "mismatches:\n%s" % ((lines[-1],) + want +
                                                (self.out[-2000:],)))
-        time.sleep(0.2)
-        left = self.leftovers()
-        if left:
-            self.kill_leftovers()
-            raise Failure("left running:\n" + "\n".join(left))
+        check_nothing_left(self.dir, "fuzz.sh")
 
     def remove(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -322,11 +351,12 @@ def test_time_bounds_the_replay(args):
         s.remove()
 
 
-def stop(args, how):
+def stop(args, how, after=3.0, lf_start=0.0):
     s = sandbox(args, lf="replay", py="long")
+    s.env["FAKE_LF_START"] = str(lf_start)
     try:
         s.start(600, 2)
-        time.sleep(3)
+        time.sleep(after)
         t = time.monotonic()
         if how == "INT to the group":
             os.killpg(s.proc.pid, signal.SIGINT)
@@ -361,6 +391,33 @@ def test_timeout_around_it(args):
     return stop(args, "TERM to the group")
 
 
+def test_stop_while_starting(args):
+    """Ctrl-C and kill while libFuzzer starts (no handler yet, as real
+    libFuzzer until QEMU is up) and while fuzz.sh forks: no crash, and the
+    stop is not lost."""
+    res = []
+    for how in ("INT to the group", "TERM to fuzz.sh"):
+        for after in (0.05, 0.3):
+            res.append("%s at %.2f s: %s" % (how, after, stop(
+                args, how, after=after, lf_start=1.0)))
+    return "; ".join(res)
+
+
+def test_deadline_while_starting(args):
+    """The deadline comes while libFuzzer starts: no crash."""
+    s = sandbox(args, lf="replay", py="long")
+    s.env["FAKE_LF_START"] = "3"
+    try:
+        s.start(1, 2)
+        s.finish(60)
+        s.check_end(s.ran(), 0)
+        if s.elapsed > 1 + 6:
+            raise Failure("FUZZ_TIME=1 took %.1f s" % s.elapsed)
+        return "%.1f s" % s.elapsed
+    finally:
+        s.remove()
+
+
 def test_signal_while_summing_up(args):
     """SIGINT or SIGTERM to the group at each command that runs after the
     last fuzzer ended (the workers' counting, the sum-up): the figures
@@ -387,6 +444,19 @@ def test_signal_while_summing_up(args):
             finally:
                 s.remove()
     return "%d points" % points
+
+
+def test_report_cut_by_the_deadline(args):
+    """The deadline comes while libFuzzer prints a crash report, before
+    it could write the reproducer: a crash all the same."""
+    s = sandbox(args, lf="report-on-stop")
+    try:
+        s.start(3, 1)
+        s.finish(60)
+        s.check_end(s.ran(), 1)
+        return "ok"
+    finally:
+        s.remove()
 
 
 def test_crash_counted_once(args):
@@ -458,18 +528,12 @@ def python_stop(args, fuzzer, sig, after):
         out = out.decode(errors="replace")
         last = out.rstrip("\n").split("\n")[-1]
         m = FUZZ_LINE.match(last)
-        if not m or int(m.group(1)) == 0:
+        if not m or int(m.group(1)) == 0 or m.group(2) != "0":
             raise Failure("%s, signal %d: last line %r:\n%s" %
                           (fuzzer, sig, last, out[-2000:]))
         if took > 10:
             raise Failure("%s took %.1f s to stop" % (fuzzer, took))
-        time.sleep(0.5)
-        sb = Sandbox.__new__(Sandbox)
-        sb.dir = tmp
-        left = sb.leftovers()
-        if left:
-            sb.kill_leftovers()
-            raise Failure("%s left running:\n%s" % (fuzzer, "\n".join(left)))
+        check_nothing_left(tmp, fuzzer)
         return "%s, signal %d at %.1f s: %s in %.1f s" % (
             fuzzer, sig, after, last, took)
     finally:
@@ -486,6 +550,60 @@ def test_python_fuzzers_stop(args):
                      for s, t in ((signal.SIGINT, 2.0),
                                   (signal.SIGTERM, 3.5),
                                   (signal.SIGINT, 5.0)))
+
+
+# runs FUZZER with ARGS, sending itself SIGTERM just before its QEMU
+# number N starts: the stop comes between two programs
+STOP_BEFORE_QEMU = r'''
+import os, runpy, signal, sys
+fuzzer, n = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, os.path.dirname(fuzzer))
+import qtest
+real, calls = qtest.subprocess.Popen, [0]
+
+
+def popen(*a, **k):
+    calls[0] += 1
+    if calls[0] == n:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*a, **k)
+
+
+qtest.subprocess.Popen = popen
+sys.argv = [fuzzer] + sys.argv[3:]
+runpy.run_path(fuzzer, run_name="__main__")
+'''
+
+
+def test_python_stop_between_programs(args):
+    """A stop that comes after a program ended and before the next QEMU
+    started: that QEMU is killed at once, and is no crash."""
+    if not args.qemu:
+        return "skipped (no --qemu)"
+    res = []
+    for fuzzer in ("difffuzz.py", "qmpfuzz.py"):
+        tmp = tempfile.mkdtemp(prefix="fuzz-stop-test-")
+        try:
+            cmd = ["/usr/bin/python3", "-c", STOP_BEFORE_QEMU,
+                   os.path.join(args.tree, "tests", "fuzz", fuzzer), "3",
+                   "--qemu", args.qemu, "--seed", "3", "--programs", "10",
+                   "--minimize", "0"]
+            if fuzzer == "qmpfuzz.py":
+                cmd += ["--out", os.path.join(tmp, "out")]
+            p = subprocess.run(cmd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=120,
+                               env=dict(os.environ, TMPDIR=tmp))
+            out = p.stdout.decode(errors="replace")
+            last = out.rstrip("\n").split("\n")[-1]
+            m = FUZZ_LINE.match(last)
+            if not m or m.groups() != ("2", "0", "0"):
+                raise Failure("%s: last line %r, expected 2 executions, "
+                              "0 crashes:\n%s" % (fuzzer, last, out[-2000:]))
+            check_nothing_left(tmp, fuzzer)
+            res.append("%s: %s" % (fuzzer, last))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return "; ".join(res)
 
 
 def test_qtest_start_failures(args):
@@ -509,14 +627,7 @@ def test_qtest_start_failures(args):
             except Exception as e:
                 raise Failure("%s: %s instead of %s" % (
                     mode, type(e).__name__, want.__name__))
-            time.sleep(0.2)
-            sb = Sandbox.__new__(Sandbox)
-            sb.dir = tmp
-            left = sb.leftovers()
-            if left:
-                sb.kill_leftovers()
-                raise Failure("%s: left running:\n%s" % (mode,
-                                                          "\n".join(left)))
+            check_nothing_left(tmp, "qtest.QEMU, " + mode)
             res.append("%s: %s" % (mode, want.__name__))
         return ", ".join(res)
     finally:
@@ -525,10 +636,12 @@ def test_qtest_start_failures(args):
 
 
 TESTS = [test_time_bounds_the_replay, test_ctrl_c, test_kill,
-         test_timeout_around_it, test_signal_while_summing_up,
+         test_timeout_around_it, test_stop_while_starting,
+         test_deadline_while_starting, test_signal_while_summing_up,
+         test_report_cut_by_the_deadline,
          test_crash_counted_once, test_crash_every_start,
          test_death_without_reproducer, test_qtest_start_failures,
-         test_python_fuzzers_stop]
+         test_python_fuzzers_stop, test_python_stop_between_programs]
 
 
 def main():

@@ -338,15 +338,6 @@ class Generator:
 # ---------------------------------------------------------------------------
 # Runner and oracle
 # ---------------------------------------------------------------------------
-def sanitizer_report(text):
-    for marker in ("ERROR: AddressSanitizer", "runtime error:",
-                   "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehavior",
-                   "Assertion", "assertion", "Aborted", "Segmentation"):
-        if marker in text:
-            return True
-    return False
-
-
 class Runner:
     def __init__(self, args):
         self.args = args
@@ -697,13 +688,13 @@ def fuzz(args, runner):
             prog = gen.program(args.ops)
             name = "gen"
         idx += 1
-        kills = qtest.kills
         try:
             n, f = runner.run(prog), None
         except Finding as found:
             n, f = 0, found
-        if qtest.kills != kills:
-            break               # a stop killed its QEMU: it did not finish
+        if qtest.stopped_by is not None and not (
+                f and f.kind == "crash" and qtest.crash_report(f.detail)):
+            break               # a stop cut it short: it did not finish
         execs += 1
         cmds += n
         if f is None:

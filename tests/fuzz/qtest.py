@@ -41,19 +41,16 @@ class QMPError(Exception):
         self.err = err
 
 
-# The QEMUs of this process that are not closed yet, and how many of them
-# a stop signal has killed (see stop_on_signals)
+# The QEMUs of this process that are not closed yet (see stop_on_signals)
 _running = set()
-kills = 0
 stopped_by = None
 
 
 def _stop(signum, frame):
-    global kills, stopped_by
+    global stopped_by
     stopped_by = signum
     for q in list(_running):
-        if q.kill():
-            kills += 1
+        q.kill()
 
 
 def stop_on_signals():
@@ -61,10 +58,20 @@ def stop_on_signals():
     traceback: they kill every QEMU of this process (its own session, so
     they get no signal of the terminal), whatever waits on one returns at
     once, and stopped_by says that the caller should sum up and end.  A
-    program whose QEMU was killed so (kills changed) did not finish and is
-    not counted.  Later QEMUs are killed as they start."""
+    program that ran when the signal came did not finish: it is not
+    counted, unless its QEMU had already crashed (crash_report).  Later
+    QEMUs are killed as they start."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _stop)
+
+
+def crash_report(text):
+    """Whether QEMU's stderr @text holds a sanitizer or crash report."""
+    return any(marker in text for marker in (
+        "ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+        "SUMMARY: UndefinedBehavior", "SUMMARY: AddressSanitizer",
+        "Assertion", "assertion", "Aborted",
+        "Segmentation"))
 
 
 class QEMU:
