@@ -336,19 +336,26 @@ def sandbox(args, **kw):
 
 
 # -- the tests --------------------------------------------------------------
-def test_time_bounds_the_replay(args):
-    """FUZZ_TIME=4 while libFuzzer's replay, and the Python fuzzers, would
-    run on: every fuzzer gets SIGINT at its deadline and sums up."""
+def bounded(args, seconds, lf_start):
+    """A run of SECONDS while libFuzzer's replay, and the Python fuzzers,
+    would run on: it must end within SECONDS (and a few for the sum-up)
+    with what they did, and no crash."""
     s = sandbox(args, lf="replay", py="long")
+    s.env["FAKE_LF_START"] = str(lf_start)
     try:
-        s.start(4, 2)
+        s.start(seconds, 2)
         s.finish(60)
         s.check_end(s.ran(), 0)
-        if s.elapsed > 4 + 6:
-            raise Failure("FUZZ_TIME=4 took %.1f s" % s.elapsed)
+        if s.elapsed > seconds + 6:
+            raise Failure("FUZZ_TIME=%d took %.1f s" % (seconds, s.elapsed))
         return "%.1f s, %d executions" % (s.elapsed, s.ran())
     finally:
         s.remove()
+
+
+def test_time_bounds_the_replay(args):
+    """Every fuzzer gets TERM at its deadline and sums up."""
+    return bounded(args, 4, 0)
 
 
 def stop(args, how, after=3.0, lf_start=0.0):
@@ -404,18 +411,8 @@ def test_stop_while_starting(args):
 
 
 def test_deadline_while_starting(args):
-    """The deadline comes while libFuzzer starts: no crash."""
-    s = sandbox(args, lf="replay", py="long")
-    s.env["FAKE_LF_START"] = "3"
-    try:
-        s.start(1, 2)
-        s.finish(60)
-        s.check_end(s.ran(), 0)
-        if s.elapsed > 1 + 6:
-            raise Failure("FUZZ_TIME=1 took %.1f s" % s.elapsed)
-        return "%.1f s" % s.elapsed
-    finally:
-        s.remove()
+    """The deadline comes while libFuzzer starts (no handler yet)."""
+    return bounded(args, 1, 3)
 
 
 def test_signal_while_summing_up(args):
