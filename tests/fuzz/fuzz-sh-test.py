@@ -412,7 +412,7 @@ def test_stop_while_starting(args):
 
 def test_deadline_while_starting(args):
     """The deadline comes while libFuzzer starts (no handler yet)."""
-    return bounded(args, 1, 3)
+    return bounded(args, 2, 4)
 
 
 def test_signal_while_summing_up(args):
