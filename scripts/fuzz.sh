@@ -22,6 +22,9 @@
 # a campaign can be spread over many runs.
 # FUZZ_SEED=S makes the two Python fuzzers repeatable (default: the time).
 set -u
+# a stop before the real trap below: remembered, acted on once it is set
+early=
+trap 'early=1' HUP INT TERM
 build=${1-}
 total=${2-}
 jobs=${FUZZ_JOBS:-1}
@@ -32,15 +35,24 @@ for v in "FUZZ_TIME=$total" "FUZZ_JOBS=$jobs"; do
         exit 2 ;;
     esac
 done
-top=$(cd "$(dirname "$0")/.." && pwd)
+case $0 in */*) top=${0%/*}/.. ;; *) top=.. ;; esac
 out="$build/fuzz"
-mkdir -p "$out/generic-corpus" "$out/generic-crashes"
-# nothing an earlier run left may be read as this run's
-rm -f "$out/fuzz.stop" "$out/generic.result" "$out"/generic-*.result \
-      "$out"/generic-*.found
-: > "$out/difffuzz.log"
-: > "$out/qmpfuzz.log"
-start=$(date +%s)
+
+# prepare: a fresh BUILD/fuzz for this run (nothing an earlier run left
+# may be read as this run's) and $start.  A signal to the whole process
+# group can kill mkdir, rm or date: then it runs once more.
+prepare() {
+    mkdir -p "$out/generic-corpus" "$out/generic-crashes"
+    rm -f "$out/fuzz.stop" "$out/generic.result" "$out"/generic-*.result \
+          "$out"/generic-*.found
+    : > "$out/difffuzz.log"
+    : > "$out/qmpfuzz.log"
+    start=$(date +%s)
+}
+prepare
+[ -z "$early" ] || prepare
+case $start in '' | *[!0-9]*) start=$(date +%s) ;; esac
+case $start in '' | *[!0-9]*) echo "fuzz.sh: date failed" >&2; exit 2 ;; esac
 
 # clock: set $now to the time.  A signal to the whole process group can
 # kill date; $now is then the start, and only a stop's path follows.
@@ -54,7 +66,7 @@ interrupted=
 pypid=
 workers=
 stop() {
-    trap '' INT TERM
+    trap '' HUP INT TERM
     interrupted=1
     : > "$out/fuzz.stop"
     [ -z "$pypid" ] || kill -TERM "$pypid" 2>/dev/null
@@ -65,7 +77,10 @@ halt_workers() {
         [ -e "$out/generic-${wp%:*}.result" ] || kill -TERM "${wp#*:}" 2>/dev/null
     done
 }
-trap stop INT TERM
+# HUP: the terminal is gone; the fuzzers, in process groups of their own,
+# would not get it
+trap stop HUP INT TERM
+[ -z "$early" ] || stop
 
 seed=${FUZZ_SEED:-$start}
 half=$(( (total + 1) / 2 ))
@@ -130,7 +145,7 @@ generic() {
     execs=0
     deaths=0
     n=0
-    trap '' TERM
+    trap '' HUP TERM
     : > "$log"
     : > "$out/generic-$w.found"
     while [ ! -e "$out/fuzz.stop" ]; do
@@ -159,12 +174,14 @@ generic() {
         reap "$fp" KILL
         clock
         # stopped, or its time is up: libFuzzer summed up on our TERM
-        # (72), or our TERM came before its handler (143)
+        # (72), or our TERM came before its handler (143); or Ctrl-C
+        # reached timeout(1) before it had made its own process group (130)
         cut=
         if [ -e "$out/fuzz.stop" ] || [ "$now" -ge $((start + total)) ]
         then
             case $rc in 72 | 143) cut=1 ;; esac
         fi
+        [ "$rc" != 130 ] || cut=1
         cat "$run" >> "$log"
         # libFuzzer prints its final stats on a crash and on SIGTERM too
         # (twice on a UBSan report); if it was killed, count up to its
@@ -309,11 +326,11 @@ for wp in $workers; do
 done
 
 # -- the sum-up --------------------------------------------------------------
-# Every fuzzer has ended.  From here on INT and TERM are ignored, by this
-# shell and by what it runs (grep, sort, awk): a late Ctrl-C, or the TERM
-# that timeout(1) sends to the whole process group, must not cut the sum
-# short.  It takes well under a second.
-trap '' INT TERM
+# Every fuzzer has ended.  From here on HUP, INT and TERM are ignored, by
+# this shell and by what it runs (grep, sort, awk): a late Ctrl-C, or the
+# TERM that timeout(1) sends to the whole process group, must not cut the
+# sum short.  It takes well under a second.
+trap '' HUP INT TERM
 grep -E '^(CRASH|MISMATCH)' "$out/difffuzz.log" | sed 's/^/difffuzz: /'
 grep -E '^(CRASH|MISMATCH|reproducer)' "$out/qmpfuzz.log" | \
     sed 's/^/qmpfuzz: /'
@@ -366,7 +383,11 @@ counts=
 for rr in generic.result:0 difffuzz.log:$diffrc qmpfuzz.log:$qmprc; do
     r=$out/${rr%:*}
     line=$(grep '^fuzz: ' "$r" | tail -n 1)
-    if [ -z "$line" ] && { [ -n "$interrupted" ] || [ "${rr#*:}" = 124 ]; }
+    # a Python fuzzer not started (a stop came first), ended by our TERM
+    # (the deadline: 124) before it had set its handler (143), or by a
+    # Ctrl-C that reached timeout(1) before its own process group (130)
+    if [ -z "$line" ] &&
+        case ${rr#*:} in '' | 124 | 130 | 143) : ;; *) false ;; esac
     then
         counts="$counts 0"          # stopped before it could sum up
         continue

@@ -1239,9 +1239,9 @@ def main():
         gen = Generator(rng, snp, avoid)
         setup, ops = gen.program(args.ops)
         tseen = set()
+        cut = qtest.cut_short
         e, n = run_once(args, snp, setup, ops, tseen)
-        if qtest.stopped_by is not None and not (
-                isinstance(e, Crash) and qtest.crash_report(e.detail)):
+        if qtest.cut_short != cut and not isinstance(e, Mismatch):
             break               # a stop cut it short: it did not finish
         for t in tseen:
             k = ("on" if snp else "off", t.split(" ")[1])

@@ -638,6 +638,7 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
+    qtest.stop_on_signals()         # before Runner() makes its directory
     runner = Runner(args)
     try:
         return fuzz(args, runner)
@@ -661,7 +662,6 @@ def fuzz(args, runner):
                 f.kind == "crash", f.kind == "mismatch"))
             return 1
 
-    qtest.stop_on_signals()
     rng = random.Random(args.seed)
     gen = Generator(rng)
     corpus = load_corpus(args.corpus)
@@ -688,12 +688,12 @@ def fuzz(args, runner):
             prog = gen.program(args.ops)
             name = "gen"
         idx += 1
+        cut = qtest.cut_short
         try:
             n, f = runner.run(prog), None
         except Finding as found:
             n, f = 0, found
-        if qtest.stopped_by is not None and not (
-                f and f.kind == "crash" and qtest.crash_report(f.detail)):
+        if qtest.cut_short != cut and (f is None or f.kind == "crash"):
             break               # a stop cut it short: it did not finish
         execs += 1
         cmds += n

@@ -41,37 +41,40 @@ class QMPError(Exception):
         self.err = err
 
 
-# The QEMUs of this process that are not closed yet (see stop_on_signals)
+# The QEMUs of this process that are not closed yet, and how many a stop
+# has cut short (see stop_on_signals)
 _running = set()
 stopped_by = None
+cut_short = 0
 
 
 def _stop(signum, frame):
     global stopped_by
     stopped_by = signum
     for q in list(_running):
-        q.kill()
+        q.kill_for_stop()
 
 
 def stop_on_signals():
     """Make SIGINT and SIGTERM stop the fuzzer cleanly, not with a
-    traceback: they kill every QEMU of this process (its own session, so
-    they get no signal of the terminal), whatever waits on one returns at
-    once, and stopped_by says that the caller should sum up and end.  A
-    program that ran when the signal came did not finish: it is not
-    counted, unless its QEMU had already crashed (crash_report).  Later
-    QEMUs are killed as they start."""
+    traceback: they SIGKILL every running QEMU of this process (its own
+    session, so they get no signal of the terminal), whatever waits on one
+    returns at once, and stopped_by says that the caller should sum up and
+    end.  Later QEMUs are killed as they start.  A QEMU that this killed,
+    and whose stderr holds no crash report, adds one to cut_short when it
+    is closed: a program that saw cut_short change did not finish, and its
+    "crash" is none."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _stop)
 
 
 def crash_report(text):
-    """Whether QEMU's stderr @text holds a sanitizer or crash report."""
+    """Whether QEMU's stderr @text holds a sanitizer report or a failed
+    assertion."""
     return any(marker in text for marker in (
-        "ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
-        "SUMMARY: UndefinedBehavior", "SUMMARY: AddressSanitizer",
-        "Assertion", "assertion", "Aborted",
-        "Segmentation"))
+        "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+        "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehavior",
+        "Assertion `", "assertion failed"))
 
 
 class QEMU:
@@ -98,9 +101,10 @@ class QEMU:
                                      stdout=subprocess.DEVNULL,
                                      stderr=self._stderr,
                                      start_new_session=True)
+        self.stop_killed = False
         _running.add(self)
         if stopped_by is not None:
-            self.kill()
+            self.kill_for_stop()
         self.ops = 0
         self.qbuf = b""
         self.mbuf = b""
@@ -300,7 +304,12 @@ class QEMU:
             return False
         return True
 
+    def kill_for_stop(self):
+        if self.kill():
+            self.stop_killed = True
+
     def close(self):
+        global cut_short
         _running.discard(self)
         for s in (getattr(self, "qs", None), getattr(self, "ms", None)):
             if s:
@@ -314,6 +323,14 @@ class QEMU:
         except subprocess.TimeoutExpired:
             pass
         self._stderr.close()
+        if self.stop_killed and self.proc.returncode == -signal.SIGKILL:
+            try:
+                with open(self.stderr_path, "rb") as f:
+                    report = crash_report(f.read().decode(errors="replace"))
+            except OSError:
+                report = False
+            if not report:
+                cut_short += 1
         for f in os.listdir(self.tmpdir):
             try:
                 os.unlink(os.path.join(self.tmpdir, f))
