@@ -67,6 +67,7 @@ pypid=
 workers=
 stop() {
     trap '' HUP INT TERM
+    trapped=1
     interrupted=1
     : > "$out/fuzz.stop"
     [ -z "$pypid" ] || kill -TERM "$pypid" 2>/dev/null
@@ -159,7 +160,7 @@ generic() {
         # libFuzzer has not ended 30 s later; it runs libFuzzer in a
         # process group of its own, which only this worker signals.
         fp=
-        trap '[ -z "$fp" ] || kill -TERM "$fp" 2>/dev/null' TERM
+        trap 'trapped=1; [ -z "$fp" ] || kill -TERM "$fp" 2>/dev/null' TERM
         spawn timeout --preserve-status -k 30 "$left" \
             "$fuzzer" --fuzz-target=generic-fuzz -max_total_time="$left" \
             -print_final_stats=1 -timeout=20 -rss_limit_mb=8192 \
@@ -174,14 +175,12 @@ generic() {
         reap "$fp" KILL
         clock
         # stopped, or its time is up: libFuzzer summed up on our TERM
-        # (72), or our TERM came before its handler (143); or Ctrl-C
-        # reached timeout(1) before it had made its own process group (130)
+        # (72), or our TERM came before its handler (143)
         cut=
         if [ -e "$out/fuzz.stop" ] || [ "$now" -ge $((start + total)) ]
         then
             case $rc in 72 | 143) cut=1 ;; esac
         fi
-        [ "$rc" != 130 ] || cut=1
         cat "$run" >> "$log"
         # libFuzzer prints its final stats on a crash and on SIGTERM too
         # (twice on a UBSan report); if it was killed, count up to its
@@ -228,6 +227,7 @@ generic() {
 # SIGINT: a background command starts with SIGINT ignored.)
 spawn() {
     (
+        trap '' HUP             # stop() passes a hangup on, as TERM
         trap - TERM
         [ ! -e "$out/fuzz.stop" ] || exit 143
         exec "$@"
@@ -243,13 +243,16 @@ reap() {
     kill -s "$2" -- "-$1" 2>/dev/null
 }
 
-# waitfor PID: wait until the child PID has ended, even when a trap
-# interrupted the wait (status above 128 while it still runs); its status
+# waitfor PID: wait until the child PID has ended, and return its
+# status.  A trap (each sets $trapped) interrupts wait with a status above
+# 128, even when the child has just ended, so wait again: dash returns the
+# status of an ended child to every later wait.
 waitfor() {
     while :; do
+        trapped=
         wait "$1"
         st=$?
-        [ "$st" -gt 128 ] && kill -0 "$1" 2>/dev/null || return "$st"
+        [ -n "$trapped" ] && [ "$st" -gt 128 ] || return "$st"
     done
 }
 
@@ -343,8 +346,9 @@ if [ -x "$fuzzer" ]; then
         w=${ws%:*}
         e= d= t=
         [ -s "$out/generic-$w.result" ] && read e d t < "$out/generic-$w.result"
-        if [ -z "$t" ] && [ "${ws#*:}" = 143 ]; then
-            # our TERM, before its trap was set: no crash
+        if [ -z "$t" ] && case ${ws#*:} in 129 | 143) : ;; *) false ;; esac
+        then
+            # our TERM (or HUP), before its trap was set: no crash
             echo "fuzz.sh: generic-fuzz worker $w was stopped before it" \
                  "could sum up"
             d=0
@@ -383,11 +387,10 @@ counts=
 for rr in generic.result:0 difffuzz.log:$diffrc qmpfuzz.log:$qmprc; do
     r=$out/${rr%:*}
     line=$(grep '^fuzz: ' "$r" | tail -n 1)
-    # a Python fuzzer not started (a stop came first), ended by our TERM
-    # (the deadline: 124) before it had set its handler (143), or by a
-    # Ctrl-C that reached timeout(1) before its own process group (130)
+    # a Python fuzzer not started (a stop came first), or ended by our TERM
+    # (the deadline: 124) before it had set its handler (143)
     if [ -z "$line" ] &&
-        case ${rr#*:} in '' | 124 | 130 | 143) : ;; *) false ;; esac
+        case ${rr#*:} in '' | 124 | 143) : ;; *) false ;; esac
     then
         counts="$counts 0"          # stopped before it could sum up
         continue

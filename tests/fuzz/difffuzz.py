@@ -1102,9 +1102,11 @@ class Runner:
             rc = self.q.exit_status()
             what = "hang" if isinstance(e, qtest.QEMUHang) and rc is None \
                 else "crash(rc=%s)" % rc
-            raise Crash("%s:%s" % (what, cur[1][0]),
-                        "op %d: %s: %s\n%s" % (cur[0], fmt_op(cur[1]), e,
-                                               self.q.stderr_text()[-1500:]))
+            c = Crash("%s:%s" % (what, cur[1][0]),
+                      "op %d: %s: %s\n%s" % (cur[0], fmt_op(cur[1]), e,
+                                             self.q.stderr_text()[-1500:]))
+            c.qemu = self.q         # was it a stop that killed it?
+            raise c
         except Mismatch as e:
             e.op_index = cur[0]
             e.op = cur[1]
@@ -1241,8 +1243,10 @@ def main():
         tseen = set()
         cut = qtest.cut_short
         e, n = run_once(args, snp, setup, ops, tseen)
-        if qtest.cut_short != cut and not isinstance(e, Mismatch):
-            break               # a stop cut it short: it did not finish
+        if not isinstance(e, Mismatch):
+            q = getattr(e, "qemu", None)
+            if q.cut if q is not None else qtest.cut_short != cut:
+                break           # a stop cut it short: it did not finish
         for t in tseen:
             k = ("on" if snp else "off", t.split(" ")[1])
             if k not in tolerated:

@@ -153,14 +153,15 @@ count = quick
 finish()
 '''
 
-# a command of PATH that, on its FAKE_K-th call after every fuzzer ended,
-# sends FAKE_SIG to its process group (as Ctrl-C or timeout(1) would),
-# and then does its job
+# a command of PATH that, on its FAKE_K-th call (whose arguments hold
+# FAKE_MATCH) after FAKE_ENDED fuzzers ended, sends FAKE_SIG to its process
+# group (as Ctrl-C or timeout(1) would), and then does its job
 WRAPPER = r'''#!/bin/sh
 ended=0
 for f in "$FAKE_STATE"/ended-*; do
     [ ! -e "$f" ] || ended=$((ended + 1))
 done
+case "$*" in *"${FAKE_MATCH-}"*) ;; *) ended=-1 ;; esac
 if [ "$ended" -ge "$FAKE_ENDED" ]; then
     i=1
     while [ -d "$FAKE_STATE/call-$i" ] || \
@@ -274,7 +275,7 @@ class Sandbox:
             f.write(text)
         os.chmod(path, 0o755)
 
-    def wrap(self, sig, k, ended, commands=WRAPPED):
+    def wrap(self, sig, k, ended, commands=WRAPPED, match=""):
         """Put WRAPPER in front of the commands fuzz.sh runs."""
         wdir = os.path.join(self.dir, "wrap")
         os.makedirs(wdir)
@@ -284,7 +285,8 @@ class Sandbox:
                          WRAPPER.replace("REAL", real).replace(
                              "MKDIR", shutil.which("mkdir")))
         self.env.update(PATH=wdir + ":" + self.env["PATH"], FAKE_SIG=sig,
-                        FAKE_K=str(k), FAKE_ENDED=str(ended))
+                        FAKE_K=str(k), FAKE_ENDED=str(ended),
+                        FAKE_MATCH=match)
 
     def start(self, seconds, jobs):
         env = dict(self.env, FUZZ_JOBS=str(jobs))
@@ -336,6 +338,7 @@ class Sandbox:
         check_nothing_left(self.dir, "fuzz.sh")
 
     def remove(self):
+        kill_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -429,28 +432,26 @@ def test_stop_while_starting(args):
 
 
 def test_stop_as_a_fuzzer_starts(args):
-    """SIGINT or SIGTERM to the group just as a fuzzer's timeout(1) is
-    exec'd (still in fuzz.sh's process group), for each of the three that
-    start (two libFuzzers, difffuzz): no crash, the stop is not lost,
-    nothing is left running."""
-    for k in (1, 2, 3):
-        for sig in ("INT", "TERM"):
+    """SIGINT, SIGTERM or SIGHUP to the group just before the timeout(1)
+    of each fuzzer that starts (libFuzzer 1 and 2, difffuzz) is exec'd:
+    no crash, the stop is not lost, nothing is left running."""
+    for match in ("generic-1-", "generic-2-", "difffuzz.py"):
+        for sig in ("INT", "TERM", "HUP"):
             s = sandbox(args, lf="replay", py="long")
             s.env["FAKE_LF_START"] = "0.5"
             try:
-                s.wrap(sig, k, 0, commands=("timeout",))
+                s.wrap(sig, 1, 0, commands=("timeout",), match=match)
                 s.start(600, 2)
                 try:
                     s.finish(30)
                     if not os.path.exists(os.path.join(s.state, "fired")):
-                        raise Failure("no timeout call %d" % k)
+                        raise Failure("it never started")
                     s.check_end(s.ran(), 0)
                 except Failure as e:
-                    raise Failure("SIG%s at timeout call %d: %s" %
-                                  (sig, k, e))
+                    raise Failure("SIG%s as %s starts: %s" % (sig, match, e))
                 if s.elapsed > 5:
-                    raise Failure("SIG%s at timeout call %d: %.1f s" %
-                                  (sig, k, s.elapsed))
+                    raise Failure("SIG%s as %s starts: %.1f s" %
+                                  (sig, match, s.elapsed))
             finally:
                 s.remove()
     return "ok"
@@ -695,6 +696,10 @@ def main():
                     "fuzzers' stop test")
     ap.add_argument("tests", nargs="*")
     args = ap.parse_args()
+    names = [t.__name__[len("test_"):] for t in TESTS]
+    for name in args.tests:
+        if name not in names:
+            ap.error("no test %s (tests: %s)" % (name, ", ".join(names)))
     failed = 0
     for t in TESTS:
         name = t.__name__[len("test_"):]

@@ -364,8 +364,10 @@ class Runner:
         time.sleep(0.2)
         rc = q.exit_status() if q else None
         err = q.stderr_text() if q else ""
-        return Finding("crash", what + (" (rc %s)" % rc if rc is not None
-                                        else ""), err)
+        f = Finding("crash", what + (" (rc %s)" % rc if rc is not None
+                                     else ""), err)
+        f.qemu = q                  # was it a stop that killed it?
+        return f
 
     def count(self, cmd, ok):
         self.stats.setdefault(cmd, [0, 0])[0 if ok else 1] += 1
@@ -693,8 +695,10 @@ def fuzz(args, runner):
             n, f = runner.run(prog), None
         except Finding as found:
             n, f = 0, found
-        if qtest.cut_short != cut and (f is None or f.kind == "crash"):
-            break               # a stop cut it short: it did not finish
+        if f is None or f.kind == "crash":
+            q = getattr(f, "qemu", None)
+            if q.cut if q is not None else qtest.cut_short != cut:
+                break           # a stop cut it short: it did not finish
         execs += 1
         cmds += n
         if f is None:

@@ -61,9 +61,9 @@ def stop_on_signals():
     session, so they get no signal of the terminal), whatever waits on one
     returns at once, and stopped_by says that the caller should sum up and
     end.  Later QEMUs are killed as they start.  A QEMU that this killed,
-    and whose stderr holds no crash report, adds one to cut_short when it
-    is closed: a program that saw cut_short change did not finish, and its
-    "crash" is none."""
+    and whose stderr holds no crash report, is .cut once closed (and adds
+    one to cut_short): a crash of that QEMU is none, and a program that
+    ran it did not finish."""
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _stop)
 
@@ -74,7 +74,8 @@ def crash_report(text):
     return any(marker in text for marker in (
         "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
         "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehavior",
-        "Assertion `", "assertion failed"))
+        "Assertion `", "assertion failed", "code should not be reached",
+        "hardware error"))
 
 
 class QEMU:
@@ -102,6 +103,7 @@ class QEMU:
                                      stderr=self._stderr,
                                      start_new_session=True)
         self.stop_killed = False
+        self.cut = False
         _running.add(self)
         if stopped_by is not None:
             self.kill_for_stop()
@@ -330,6 +332,7 @@ class QEMU:
             except OSError:
                 report = False
             if not report:
+                self.cut = True
                 cut_short += 1
         for f in os.listdir(self.tmpdir):
             try:
