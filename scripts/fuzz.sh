@@ -346,9 +346,10 @@ if [ -x "$fuzzer" ]; then
         w=${ws%:*}
         e= d= t=
         [ -s "$out/generic-$w.result" ] && read e d t < "$out/generic-$w.result"
-        if [ -z "$t" ] && case ${ws#*:} in 129 | 143) : ;; *) false ;; esac
+        if [ -z "$t" ] &&
+            case ${ws#*:} in 129 | 130 | 143) : ;; *) false ;; esac
         then
-            # our TERM (or HUP), before its trap was set: no crash
+            # a stop signal, before its trap was set: no crash
             echo "fuzz.sh: generic-fuzz worker $w was stopped before it" \
                  "could sum up"
             d=0
@@ -387,10 +388,12 @@ counts=
 for rr in generic.result:0 difffuzz.log:$diffrc qmpfuzz.log:$qmprc; do
     r=$out/${rr%:*}
     line=$(grep '^fuzz: ' "$r" | tail -n 1)
-    # a Python fuzzer not started (a stop came first), or ended by our TERM
-    # (the deadline: 124) before it had set its handler (143)
+    # a Python fuzzer not started (a stop came first), ended by our TERM
+    # (the deadline: 124) before it had set its handler (143), or a
+    # spawn() subshell that a HUP or INT to the group ended before its
+    # first command (129, 130: dash resets the traps of a subshell)
     if [ -z "$line" ] &&
-        case ${rr#*:} in '' | 124 | 143) : ;; *) false ;; esac
+        case ${rr#*:} in '' | 124 | 129 | 130 | 143) : ;; *) false ;; esac
     then
         counts="$counts 0"          # stopped before it could sum up
         continue
