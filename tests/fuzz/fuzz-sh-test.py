@@ -463,30 +463,31 @@ def test_deadline_while_starting(args):
 
 
 def test_signal_while_summing_up(args):
-    """SIGINT or SIGTERM to the group at each command that runs after the
-    last fuzzer ended (the workers' counting, the sum-up): the figures
-    stay whole and the fuzz: line is the last one."""
+    """SIGINT, SIGTERM or SIGHUP to the group at each command that runs
+    after the last fuzzer ended (the workers' counting, the sum-up), the
+    three in turn: the figures stay whole and the fuzz: line is the last
+    one."""
     points = 0
-    for sig in ("INT", "TERM"):
-        for k in range(1, 200):
-            s = sandbox(args)
+    for k in range(1, 200):
+        sig = ("INT", "TERM", "HUP")[k % 3]
+        s = sandbox(args)
+        try:
+            s.wrap(sig, k, 2 + 2)
+            s.start(30, 2)
+            s.finish(60)
+            if not os.path.exists(os.path.join(s.state, "fired")):
+                break
+            with open(os.path.join(s.state, "fired")) as f:
+                at = f.read().strip()
             try:
-                s.wrap(sig, k, 2 + 2)
-                s.start(30, 2)
-                s.finish(60)
-                fired = os.path.exists(os.path.join(s.state, "fired"))
-                if not fired:
-                    break
-                with open(os.path.join(s.state, "fired")) as f:
-                    at = f.read().strip()
-                try:
-                    s.check_end(2 * 1000 + 7 + 3, 0)
-                except Failure as e:
-                    raise Failure("SIG%s at call %d (%s): %s" %
-                                  (sig, k, at, e))
-                points += 1
-            finally:
-                s.remove()
+                s.check_end(2 * 1000 + 7 + 3, 0)
+            except Failure as e:
+                raise Failure("SIG%s at call %d (%s): %s" % (sig, k, at, e))
+            points += 1
+        finally:
+            s.remove()
+    if points < 20:
+        raise Failure("only %d commands after the fuzzers ended" % points)
     return "%d points" % points
 
 
