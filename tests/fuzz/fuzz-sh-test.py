@@ -209,6 +209,11 @@ class Failure(Exception):
     pass
 
 
+def default_signals():
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def running_under(path):
     """Processes (but this one) whose command line names @path."""
     found = []
@@ -291,11 +296,15 @@ class Sandbox:
     def start(self, seconds, jobs):
         env = dict(self.env, FUZZ_JOBS=str(jobs))
         self.t0 = time.monotonic()
-        # its own session: signals to "its process group" reach only it
+        # its own session: signals to "its process group" reach only it;
+        # and the signals of a terminal's foreground job, whatever started
+        # this test (a background job starts with SIGINT ignored, and dash
+        # cannot trap a signal ignored on entry)
         self.proc = subprocess.Popen(
             ["/bin/sh", self.script, self.build, str(seconds)], env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=default_signals)
 
     def finish(self, limit):
         try:
