@@ -11,15 +11,15 @@
 #
 # SECONDS bounds the run: each fuzzer gets SIGTERM at its deadline
 # (timeout(1)) and sums up, libFuzzer too while it still replays its
-# corpus, which it does before it ever looks at -max_total_time.  Everything found is kept
-# under BUILD/fuzz/ (logs, the grown generic-fuzz corpus, one reproducer
-# per crash).  The last line is always
+# corpus, which it does before it ever looks at -max_total_time.
+# Everything found is kept under BUILD/fuzz/ (logs, the grown generic-fuzz
+# corpus, one reproducer per crash).  The last line is always
 #   fuzz: N executions, M crashes, K mismatches
 # (N: libFuzzer inputs + differential programs + QMP programs; M: crashing
-# inputs or programs; K: unexplained mismatches), also when SIGINT or
-# SIGTERM stops the run early.  The line before it, "campaign: ...", sums
-# every run so far (BUILD/fuzz/campaign.tally, one line per run), so that
-# a campaign can be spread over many runs.
+# inputs or programs; K: unexplained mismatches), also when SIGINT,
+# SIGTERM or SIGHUP stops the run early.  The line before it, "campaign:
+# ...", sums every run so far (BUILD/fuzz/campaign.tally, one line per
+# run), so that a campaign can be spread over many runs.
 # FUZZ_SEED=S makes the two Python fuzzers repeatable (default: the time).
 set -u
 # a stop before the real trap below: remembered, acted on once it is set

@@ -1243,10 +1243,8 @@ def main():
         tseen = set()
         cut = qtest.cut_short
         e, n = run_once(args, snp, setup, ops, tseen)
-        if not isinstance(e, Mismatch):
-            q = getattr(e, "qemu", None)
-            if q.cut if q is not None else qtest.cut_short != cut:
-                break           # a stop cut it short: it did not finish
+        if not isinstance(e, Mismatch) and qtest.cut_by_stop(e, cut):
+            break               # it did not finish
         for t in tseen:
             k = ("on" if snp else "off", t.split(" ")[1])
             if k not in tolerated:

@@ -695,10 +695,8 @@ def fuzz(args, runner):
             n, f = runner.run(prog), None
         except Finding as found:
             n, f = 0, found
-        if f is None or f.kind == "crash":
-            q = getattr(f, "qemu", None)
-            if q.cut if q is not None else qtest.cut_short != cut:
-                break           # a stop cut it short: it did not finish
+        if (f is None or f.kind == "crash") and qtest.cut_by_stop(f, cut):
+            break               # it did not finish
         execs += 1
         cmds += n
         if f is None:

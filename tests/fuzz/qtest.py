@@ -68,6 +68,15 @@ def stop_on_signals():
         signal.signal(s, _stop)
 
 
+def cut_by_stop(finding, cut_before):
+    """Whether a stop cut short the program that ended with @finding
+    (None: it ran to its end; a Mismatch is never a stop's doing): the
+    QEMU of a crash (finding.qemu) is .cut, or, when no QEMU is known,
+    any QEMU was cut since cut_short was @cut_before."""
+    q = getattr(finding, "qemu", None)
+    return q.cut if q is not None else cut_short != cut_before
+
+
 def crash_report(text):
     """Whether QEMU's stderr @text holds a sanitizer report or a failed
     assertion."""
